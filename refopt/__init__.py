@@ -1,0 +1,11 @@
+"""refopt: reference implementations of optimizer update rules and aggregation schemes.
+
+Every algorithm is a pure function written against the Python array API standard, so one
+code base runs on NumPy, CuPy, array-api-strict, PyTorch and JAX arrays.
+"""
+
+from . import rules
+
+__version__ = "0.1.0"
+
+__all__ = ["rules", "__version__"]
