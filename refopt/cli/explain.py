@@ -1,0 +1,117 @@
+"""``refopt explain RULE``: a rule's equations and every traced quantity of its first steps.
+
+The built-in example is the notes' golden problem (update-rules.md §5), three coordinates
+with different curvature, so that a student can follow each quantity and a porter can
+compare the printed numbers with the notes' table.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import textwrap
+
+import numpy as np
+
+from .. import _array, _tree, rules
+from ._hyper import parse_hyper
+
+EXAMPLE = "f(θ) = Σ_i A_i θ_i²/2 + B_i θ_i + θ_i⁴/4,  A = [3, 0.5, 10],  B = [0.5, -1, 0.2],  θ_0 = [1, -2, 0.5]"
+_A = np.array([3.0, 0.5, 10.0])
+_B = np.array([0.5, -1.0, 0.2])
+_THETA0 = np.array([1.0, -2.0, 0.5])
+_COLUMNS = 6  # steps per table block
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="print a rule's equations and every intermediate quantity of its first steps",
+        description="Print a rule's equations, its hyper-parameters, and a table of every traced quantity "
+        f"for the first N steps on a small example: {EXAMPLE}.",
+    )
+    p.add_argument("rule", help="rule name (see `refopt list rules`)")
+    p.add_argument("--steps", type=int, default=3, help="number of steps to show (default 3)")
+    p.add_argument("--hyper", action="append", metavar="KEY=VALUE", help="a hyper-parameter, e.g. lr=0.1 or betas=(0.9,0.99); repeatable")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="dtype of the example (default float64)")
+    p.add_argument("--digits", type=int, default=8, help="significant digits printed (default 8; 17 round-trips float64)")
+
+
+def _gradient(theta: np.ndarray) -> np.ndarray:
+    return _A * theta + _B + theta**3
+
+
+def _fmt(value, digits: int) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return f"{float(value):.{digits}g}"
+
+
+def _rows(trace: dict) -> list[tuple[str, list]]:
+    """Flatten one step's trace into (row label, values) with one row per coordinate."""
+    rows = []
+    for name, value in trace.items():
+        if _array.is_array(value) or isinstance(value, (dict, list, tuple)):
+            leaves, _, paths = _tree.flatten(value, name)
+            for leaf, path in zip(leaves, paths):
+                flat = _array.to_numpy(leaf).reshape(-1)
+                for i, x in enumerate(flat):
+                    rows.append((f"{path}[{i}]", x))
+        elif isinstance(value, np.ndarray):
+            for i, x in enumerate(value.reshape(-1)):
+                rows.append((f"{name}[{i}]", x))
+        else:
+            rows.append((name, value))
+    return rows
+
+
+def equations(rule_cls) -> str:
+    """The algorithm box: the rule module's docstring (the specs issue moves it to specs/)."""
+    doc = inspect.getdoc(importlib.import_module(rule_cls.__module__)) or ""
+    return doc
+
+
+def run(args) -> int:
+    if args.steps < 1 or args.steps > 1000:
+        raise ValueError(f"--steps must be between 1 and 1000; got {args.steps}")
+    if not 1 <= args.digits <= 17:
+        raise ValueError(f"--digits must be between 1 and 17; got {args.digits}")
+    cls = rules.rule_class(args.rule)
+    rule = cls(**parse_hyper(args.hyper))
+    dtype = np.dtype(args.dtype)
+
+    print(f"{rule.name}: {cls.title}")
+    print(f"source: {cls.citation}")
+    print()
+    print("hyper-parameters (value, default, valid range, meaning):")
+    for h in cls.HYPER:
+        print(f"  {h.name:<24} {rule.hyper[h.name]!r:<24} default {h.default!r}; {h.valid}")
+        print(textwrap.indent(textwrap.fill(h.doc, 88), " " * 28))
+    print()
+    print("equations:")
+    print(textwrap.indent(equations(cls), "  "))
+    print()
+    print(f"example: {EXAMPLE}  ({args.dtype}, gradient evaluated exactly)")
+
+    theta = _THETA0.astype(dtype)
+    state = rule.init(theta)
+    steps = []
+    for _ in range(args.steps):
+        grad = _gradient(theta.astype(np.float64)).astype(dtype)
+        theta_before = theta
+        theta, state, trace = rule.trace(theta, grad, state)
+        steps.append(_rows({"params_in": theta_before, "grad": grad, **trace}))
+
+    labels = [label for label, _ in steps[0]]
+    width = max(len(label) for label in labels)
+    for start in range(0, len(steps), _COLUMNS):
+        block = steps[start : start + _COLUMNS]
+        header = " " * width + "".join(f"  {'step ' + str(start + j + 1):>{args.digits + 8}}" for j in range(len(block)))
+        print()
+        print(header)
+        for r, label in enumerate(labels):
+            cells = "".join(f"  {_fmt(step[r][1], args.digits):>{args.digits + 8}}" for step in block)
+            print(f"{label:<{width}}{cells}")
+    return 0
