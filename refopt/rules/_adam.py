@@ -7,9 +7,11 @@ Adam (Kingma & Ba, ICLR 2015, Algorithm 1), with torch.optim.Adam's conventions:
     g   <- g + λ θ                              coupled L2 (default)
     m_t = β1 m + (1 - β1) g                     (ema="lerp": m + (1-β1)(g - m), torch's form)
     v_t = β2 v + (1 - β2) g²
-    v_max = max(v_max, v_t)                     amsgrad: max of the raw, un-corrected v
+    v_max = max(v_max, v_t)                     amsgrad: max of the raw, un-corrected v (torch),
+                                                or of v̂_t = v_t / bc2 (amsgrad_max="bias_corrected", optax)
     bc1 = 1 - β1^t ,  bc2 = 1 - β2^t            Python floats, t counted from 1
     denom = √v_t / √bc2 + ε                     eps_mode="after_bias_correction" (paper, torch)
+          = √(v̂_t + ε_root) + ε                 with eps_root > 0 (optax)
           = √(v_t / bc2 + ε)                    eps_mode="inside_sqrt"
           = √v_t + ε̂                            eps_mode="eps_hat" (paper §2's efficient form,
                                                  Keras/TF), with step γ √bc2 / bc1
@@ -97,7 +99,32 @@ class Adam(Rule):
             choices=("after_bias_correction", "inside_sqrt", "eps_hat"),
         ),
         _EMA,
+        Real(
+            "eps_root",
+            0.0,
+            "ε_root added to v̂ inside the square root, on top of ε outside: √(v̂ + ε_root) + ε (optax)",
+            low=0.0,
+        ),
+        Choice(
+            "amsgrad_max",
+            "raw",
+            "what amsgrad takes the running maximum of: the raw v, later divided by the current bc2 (torch, "
+            "Keras), or the bias-corrected v̂ (optax)",
+            choices=("raw", "bias_corrected"),
+        ),
+        Flag(
+            "bias_correction",
+            True,
+            "divide the moments by 1 - β^t (Adam); False is Reddi et al.'s AMSGrad without bias correction",
+        ),
     )
+
+    def _validate(self):
+        if not is_zero(self.eps_root) and self.eps_mode != "after_bias_correction":
+            raise ValueError(
+                f"{self.name}: eps_root={self.eps_root!r} is only defined with eps_mode='after_bias_correction' "
+                f"(√(v̂ + ε_root) + ε); got eps_mode={self.eps_mode!r}"
+            )
 
     def slots(self):
         return ("m", "v", "v_max") if self.amsgrad else ("m", "v")
@@ -108,8 +135,8 @@ class Adam(Rule):
 
     def _scalars(self, t):
         beta1, beta2 = self.betas
-        bc1 = 1.0 - beta1**t
-        bc2 = 1.0 - beta2**t
+        bc1 = 1.0 - beta1**t if self.bias_correction else 1.0
+        bc2 = 1.0 - beta2**t if self.bias_correction else 1.0
         sqrt_bc2 = bc2**0.5
         if self.eps_mode == "eps_hat":
             step_size = self.lr * sqrt_bc2 / bc1
@@ -126,12 +153,19 @@ class Adam(Rule):
         new = {"m": m, "v": v}
         trace = {"g": g, "m": m, "v": v}
         v_used = v
-        if self.amsgrad:
+        if self.amsgrad and c.amsgrad_max == "bias_corrected":  # optax: max over v̂, already corrected
+            v_max = new["v_max"] = trace["v_max"] = xp.maximum(s["v_max"], v / c.bc2)
+            v_used = v_max * c.bc2 if c.tracing else None
+        elif self.amsgrad:  # torch, Keras: max over the raw v, divided by the current bc2 below
             v_used = new["v_max"] = trace["v_max"] = xp.maximum(s["v_max"], v)
         if c.tracing:
             trace["m_hat"] = m / c.bc1
-            trace["v_hat"] = v_used / c.bc2
-        if c.eps_mode == "after_bias_correction":
+            trace["v_hat"] = v_max if self.amsgrad and c.amsgrad_max == "bias_corrected" else v_used / c.bc2
+        if self.amsgrad and c.amsgrad_max == "bias_corrected":
+            denom = xp.sqrt(v_max + c.eps_root) + c.eps
+        elif not is_zero(self.eps_root):  # optax: √(v̂ + ε_root) + ε
+            denom = xp.sqrt(v_used / c.bc2 + c.eps_root) + c.eps
+        elif c.eps_mode == "after_bias_correction":
             denom = xp.sqrt(v_used) / c.sqrt_bc2 + c.eps
         elif c.eps_mode == "inside_sqrt":
             denom = xp.sqrt(v_used / c.bc2 + c.eps)

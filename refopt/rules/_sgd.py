@@ -3,7 +3,8 @@
 Algorithm box (torch's conventions, notes update-rules.md §3.1):
 
     g  <- -g                                  if maximize (before weight decay)
-    g  <- g + λ θ                             coupled L2 weight decay
+    g  <- g + λ θ                             coupled L2 weight decay (torch), or
+    θ  <- θ (1 - γλ)                          decoupled (decoupled_weight_decay=True: SGDW, Keras)
     b_1 = g_1                                 the buffer starts at the first gradient:
     b_t = μ b_{t-1} + (1 - τ) g_t   (t > 1)   dampening τ is skipped at t = 1
     d  = g + μ b_t   if nesterov  else  b_t   (d = g when μ = 0: no buffer at all)
@@ -35,6 +36,11 @@ class SGD(Rule):
         Real("dampening", 0.0, "dampening τ of the buffer's gradient term (not applied at t = 1)", low=0.0, high=1.0, high_open=False),
         Real("weight_decay", 0.0, "coupled L2 penalty λ added to the gradient", low=0.0),
         Flag("nesterov", False, "Nesterov momentum (needs μ > 0 and τ = 0)"),
+        Flag(
+            "decoupled_weight_decay",
+            False,
+            "θ <- θ(1 - γλ) before the step (SGDW, Keras) instead of the coupled g + λθ (torch)",
+        ),
         Flag("maximize", False, "ascend instead of descend (negates g before weight decay)"),
     )
 
@@ -55,13 +61,20 @@ class SGD(Rule):
         mu = self.momentum
         # with batched momentum, entries with μ = 0 take torch's no-buffer path (d = g)
         no_momentum = (mu == 0) if not _array.is_scalar(mu) else False
-        return {"one_minus_dampening": 1.0 - self.dampening, "no_momentum": no_momentum}
+        return {
+            "one_minus_dampening": 1.0 - self.dampening,
+            "no_momentum": no_momentum,
+            "decay": 1.0 - self.lr * self.weight_decay,
+        }
 
     def _leaf(self, xp, p, g, s, c):
         if c.maximize:
             g = -g
         if not is_zero(self.weight_decay):
-            g = g + c.weight_decay * p
+            if c.decoupled_weight_decay:
+                p = p * c.decay
+            else:
+                g = g + c.weight_decay * p
         new = {}
         trace = {"g": g}
         if "b" in s:
