@@ -30,6 +30,7 @@ __all__ = [
     "is_real_floating",
     "is_scalar",
     "host_float64",
+    "host_power",
     "host_where",
     "lift",
     "to_numpy",
@@ -118,6 +119,19 @@ def host_float64(value: Any, name: str) -> np.ndarray:
     return np.array(arr, dtype=np.float64, copy=True)
 
 
+def host_power(base: Any, exponent: int) -> Any:
+    """``base ** exponent`` exactly as Python computes it, for a float or a host array.
+
+    NumPy's ``power`` may differ from Python's ``float ** int`` in the last bit (for example
+    ``0.999 ** 7``); a batched run must reproduce separate runs bit for bit, so arrays are
+    raised element by element with Python's own ``pow``.
+    """
+    if isinstance(base, np.ndarray):
+        out = np.frompyfunc(pow, 2, 1)(base, exponent).astype(np.float64)
+        return out.reshape(base.shape)
+    return base**exponent
+
+
 def host_where(cond: Any, a: Any, b: Any) -> Any:
     """``a if cond else b`` for a Python bool, elementwise for host arrays."""
     if isinstance(cond, (bool, np.bool_)):
@@ -134,9 +148,11 @@ def lift(value: Any, like: Any) -> Any:
     """
     if isinstance(value, np.ndarray):
         xp = array_api_compat.array_namespace(like)
+        # a fresh writeable copy: a batched hyper-parameter is stored read-only, and torch warns
+        # about (and may later write through) non-writable NumPy buffers
         if value.dtype == np.bool_:
-            return xp.asarray(value, device=device(like))
-        return xp.asarray(value, dtype=like.dtype, device=device(like))
+            return xp.asarray(np.array(value, copy=True), device=device(like))
+        return xp.asarray(np.array(value, copy=True), dtype=like.dtype, device=device(like))
     if isinstance(value, np.generic):  # never let a NumPy scalar promote float32 to float64
         return value.item()
     return value

@@ -16,6 +16,7 @@ dtype); each preset's ``notes`` say so.  Those are ulp-level in float32 and ~1e-
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -131,6 +132,40 @@ _add(
 )
 
 
+_add(
+    "torch.optim.RMSprop",
+    "rmsprop",
+    "pytorch/pytorch torch/optim/rmsprop.py",
+    dict(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, capturable=False,
+         foreach=None, maximize=False, differentiable=False),
+    lambda a: dict(lr=a["lr"], alpha=a["alpha"], eps=a["eps"], weight_decay=a["weight_decay"], momentum=a["momentum"],
+                   centered=a["centered"], maximize=a["maximize"], ema="lerp"),
+    notes="ε outside the root, γ outside the momentum buffer, no bias correction; ḡ via lerp",
+    inert=("capturable", "foreach", "differentiable"),
+)
+_add(
+    "torch.optim.Adagrad",
+    "adagrad",
+    "pytorch/pytorch torch/optim/adagrad.py",
+    dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10, foreach=None,
+         maximize=False, differentiable=False, fused=None),
+    lambda a: dict(lr=a["lr"], lr_decay=a["lr_decay"], weight_decay=a["weight_decay"],
+                   initial_accumulator_value=a["initial_accumulator_value"], eps=a["eps"], maximize=a["maximize"]),
+    notes="γ_t = γ/(1 + (t-1)·lr_decay); ε outside the root",
+    inert=("foreach", "differentiable", "fused"),
+)
+_add(
+    "torch.optim.Adadelta",
+    "adadelta",
+    "pytorch/pytorch torch/optim/adadelta.py",
+    dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, foreach=None, capturable=False, maximize=False,
+         differentiable=False),
+    lambda a: dict(lr=a["lr"], rho=a["rho"], eps=a["eps"], weight_decay=a["weight_decay"], maximize=a["maximize"]),
+    notes="ε inside both roots; E[Δ²] accumulates the update before γ scales it (Zeiler's rule has no γ)",
+    inert=("foreach", "capturable", "differentiable"),
+)
+
+
 # ---------------------------------------------------------------------------------------
 # optax (google-deepmind/optax optax/_src/alias.py and transform.py, 0.2.8)
 # ---------------------------------------------------------------------------------------
@@ -209,6 +244,93 @@ _add(
 )
 
 
+def _optax_adabelief(a):
+    return dict(lr=a["learning_rate"], betas=(a["b1"], a["b2"]), eps=a["eps"], eps_root=a["eps_root"],
+                nesterov=a["nesterov"], rectify=False)
+
+
+_add(
+    "optax.adabelief",
+    "adabelief",
+    "google-deepmind/optax optax/_src/alias.py adabelief, transform.py scale_by_belief (>= 0.2.4)",
+    dict(learning_rate=REQUIRED, b1=0.9, b2=0.999, eps=1e-16, eps_root=1e-16, nesterov=False),
+    _optax_adabelief,
+    notes="eps_root is accumulated into s, eps is added outside the root; before 0.2.4 optax's residual used "
+    "m_{t-1} (refopt option residual='m_prev')",
+)
+
+
+def _optax_rmsprop(a):
+    _no("optax.rmsprop", a, "nesterov", False, "refopt's RMSprop momentum has no Nesterov form")
+    _no("optax.rmsprop", a, "bias_correction", False, "refopt's RMSprop has no bias correction")
+    return dict(lr=a["learning_rate"], alpha=a["decay"], eps=a["eps"], initial_accumulator_value=a["initial_scale"],
+                eps_mode="inside_sqrt" if a["eps_in_sqrt"] else "outside_sqrt", centered=a["centered"],
+                momentum=a["momentum"] or 0.0, lr_in_momentum=True)
+
+
+_add(
+    "optax.rmsprop",
+    "rmsprop",
+    "google-deepmind/optax optax/_src/alias.py rmsprop, transform.py scale_by_rms / scale_by_stddev",
+    dict(learning_rate=REQUIRED, decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=True, centered=False,
+         momentum=None, nesterov=False, bias_correction=False),
+    _optax_rmsprop,
+    notes="ε inside the root by default; the learning rate is applied before the momentum trace (γ inside the buffer)",
+)
+_add(
+    "optax.adagrad",
+    "adagrad",
+    "google-deepmind/optax optax/_src/alias.py adagrad, transform.py scale_by_rss",
+    dict(learning_rate=REQUIRED, initial_accumulator_value=0.1, eps=1e-7),
+    lambda a: dict(lr=a["learning_rate"], initial_accumulator_value=a["initial_accumulator_value"], eps=a["eps"],
+                   eps_mode="inside_sqrt"),
+    notes="g·rsqrt(S + ε), and 0 where S = 0 (then g = 0 too, so the step is 0 either way)",
+)
+
+
+def _optax_adadelta(a):
+    _no("optax.adadelta", a, "weight_decay_mask", None, "weight decay applies to every parameter array")
+    if a["learning_rate"] is not None:
+        return dict(lr=a["learning_rate"], rho=a["rho"], eps=a["eps"], weight_decay=a["weight_decay"])
+    # scale_by_learning_rate(None) is the identity, without the sign flip: optax then ADDS Δ,
+    # an ascent step. That is maximize=True with γ = 1 -- exactly, while there is no weight decay
+    # (optax would ascend on g + λθ, refopt's maximize decays on -g + λθ).
+    if a["weight_decay"] != 0:
+        raise _unsupported(
+            "optax.adadelta", "weight_decay", a["weight_decay"],
+            "with learning_rate=None optax ascends along g + λθ, which no refopt option reproduces",
+        )
+    return dict(lr=1.0, rho=a["rho"], eps=a["eps"], maximize=True)
+
+
+_add(
+    "optax.adadelta",
+    "adadelta",
+    "google-deepmind/optax optax/_src/alias.py adadelta, transform.py scale_by_adadelta",
+    dict(learning_rate=None, rho=0.9, eps=1e-6, weight_decay=0.0, weight_decay_mask=None),
+    _optax_adadelta,
+    notes="learning_rate=None (the default) skips scale_by_learning_rate altogether, sign flip included, so "
+    "optax adds Δ and ascends the objective; refopt reproduces that as maximize=True with γ = 1. Weight decay "
+    "is coupled (added to the gradient first)",
+)
+
+
+def _optax_lion(a):
+    _no("optax.lion", a, "mu_dtype", None, "state has the params' dtype")
+    _no("optax.lion", a, "mask", None, "weight decay applies to every parameter array")
+    return dict(lr=a["learning_rate"], betas=(a["b1"], a["b2"]), weight_decay=a["weight_decay"])
+
+
+_add(
+    "optax.lion",
+    "lion",
+    "google-deepmind/optax optax/_src/alias.py lion, transform.py scale_by_lion",
+    dict(learning_rate=REQUIRED, b1=0.9, b2=0.99, mu_dtype=None, weight_decay=1e-3, mask=None),
+    _optax_lion,
+    notes="optax subtracts lr·(sign(c) + λθ); refopt computes θ(1 - γλ) - γ·sign(c): equal up to rounding",
+)
+
+
 # ---------------------------------------------------------------------------------------
 # Keras 3 (keras-team/keras keras/src/optimizers/*.py, 3.15)
 # ---------------------------------------------------------------------------------------
@@ -217,6 +339,13 @@ _KERAS_COMMON = dict(
     weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, use_ema=False, ema_momentum=0.99,
     ema_overwrite_frequency=None, loss_scale_factor=None, gradient_accumulation_steps=None, name=None,
 )
+
+
+def _keras_lr(a) -> float:
+    """Keras keeps learning_rate in a Variable of dtype floatx() (float32) and casts it to the
+    parameters' dtype at each step (base_optimizer.py): even float64 training sees the float32
+    rounding of the learning rate."""
+    return struct.unpack("f", struct.pack("f", float(a["learning_rate"])))[0]
 
 
 def _keras_common(name, a):
@@ -228,7 +357,7 @@ def _keras_common(name, a):
 
 
 def _keras_sgd(a):
-    return dict(lr=a["learning_rate"], momentum=a["momentum"], nesterov=a["nesterov"], **_keras_common("keras.optimizers.SGD", a))
+    return dict(lr=_keras_lr(a), momentum=a["momentum"], nesterov=a["nesterov"], **_keras_common("keras.optimizers.SGD", a))
 
 
 _add(
@@ -243,7 +372,7 @@ _add(
 
 
 def _keras_adam(a):
-    return dict(lr=a["learning_rate"], betas=(a["beta_1"], a["beta_2"]), eps=a["epsilon"], amsgrad=a["amsgrad"],
+    return dict(lr=_keras_lr(a), betas=(a["beta_1"], a["beta_2"]), eps=a["epsilon"], amsgrad=a["amsgrad"],
                 eps_mode="eps_hat", **_keras_common("keras.optimizers.Adam", a))
 
 
@@ -256,6 +385,163 @@ _add(
     notes="ε̂ on the raw √v with step γ√bc2/bc1 (effective ε = ε̂/√bc2); Keras writes both moments as "
     "v + (1-β)(x - v) and computes β^t in the params' dtype (ulp-level in float32)",
     inert=("ema_momentum", "ema_overwrite_frequency", "name"),
+)
+
+
+def _keras_rmsprop(a):
+    return dict(lr=_keras_lr(a), alpha=a["rho"], eps=a["epsilon"], momentum=a["momentum"], centered=a["centered"],
+                eps_mode="inside_sqrt", lr_in_momentum=True, **_keras_common("keras.optimizers.RMSprop", a))
+
+
+_add(
+    "keras.optimizers.RMSprop",
+    "rmsprop",
+    "keras-team/keras keras/src/optimizers/rmsprop.py",
+    dict(learning_rate=1e-3, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **_KERAS_COMMON),
+    _keras_rmsprop,
+    notes="ε inside the root, γ inside the momentum buffer",
+    inert=("ema_momentum", "ema_overwrite_frequency", "name"),
+)
+
+
+def _keras_adagrad(a):
+    return dict(lr=_keras_lr(a), initial_accumulator_value=a["initial_accumulator_value"], eps=a["epsilon"],
+                eps_mode="inside_sqrt", **_keras_common("keras.optimizers.Adagrad", a))
+
+
+_add(
+    "keras.optimizers.Adagrad",
+    "adagrad",
+    "keras-team/keras keras/src/optimizers/adagrad.py",
+    dict(learning_rate=1e-3, initial_accumulator_value=0.1, epsilon=1e-7, **_KERAS_COMMON),
+    _keras_adagrad,
+    notes="γ g/√(S + ε): ε inside the root; the accumulator starts at 0.1",
+    inert=("ema_momentum", "ema_overwrite_frequency", "name"),
+)
+
+
+def _keras_adadelta(a):
+    return dict(lr=_keras_lr(a), rho=a["rho"], eps=a["epsilon"], **_keras_common("keras.optimizers.Adadelta", a))
+
+
+_add(
+    "keras.optimizers.Adadelta",
+    "adadelta",
+    "keras-team/keras keras/src/optimizers/adadelta.py",
+    dict(learning_rate=1e-3, rho=0.95, epsilon=1e-7, **_KERAS_COMMON),
+    _keras_adadelta,
+    notes="learning_rate defaults to 1e-3, a 1000x slower Adadelta than Zeiler's (γ = 1)",
+    inert=("ema_momentum", "ema_overwrite_frequency", "name"),
+)
+
+
+# ---------------------------------------------------------------------------------------
+# AdaBelief and diffGrad packages
+# ---------------------------------------------------------------------------------------
+
+_AB_ARGS = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-16, weight_decay=0.0, amsgrad=False, weight_decouple=True,
+                fixed_decay=False, rectify=True, degenerated_to_sgd=True)
+
+
+def _ab_common(a):
+    return dict(lr=a["lr"], betas=tuple(a["betas"]), eps=a["eps"], weight_decay=a["weight_decay"],
+                amsgrad=a["amsgrad"], weight_decouple=a["weight_decouple"], fixed_decay=a["fixed_decay"],
+                rectify=a["rectify"])
+
+
+# 0.0.5 semantics, which torch-optimizer 0.3.0 ported: ρ_t > 4, SGD phase γ·m without bias
+# correction, the rectified step on the usual (bias-corrected) denominator, and amsgrad whose
+# maximum gains +ε in place every step.
+_AB_005 = dict(threshold="rho>4", sgd_phase="m", rectified_denom="bias_corrected", amsgrad_eps="after_max")
+
+_add(
+    "adabelief_pytorch.AdaBelief",
+    "adabelief",
+    "juntang-zhuang/Adabelief-Optimizer pypi_packages/adabelief_pytorch0.2.1/adabelief_pytorch/AdaBelief.py "
+    "(0.2.0 and 0.2.1)",
+    {**_AB_ARGS, "print_change_log": True},
+    lambda a: dict(_ab_common(a), degenerated_to_sgd=a["degenerated_to_sgd"]),
+    notes="rectify=True by default (ρ_t >= 5, the first 5 steps are γ·m̂ steps); coupled decay mutates p.grad "
+    "in place there, never here",
+    inert=("print_change_log",),
+)
+_add(
+    "adabelief_pytorch.AdaBelief@0.1.0",
+    "adabelief",
+    "juntang-zhuang/Adabelief-Optimizer pypi_packages/adabelief_pytorch0.1.0/adabelief_pytorch/AdaBelief.py",
+    _AB_ARGS,
+    lambda a: dict(_ab_common(a), degenerated_to_sgd=a["degenerated_to_sgd"], amsgrad_eps="after_max",
+                   decay_placement="after_moments"),
+    notes="coupled weight decay is applied after the moments, so it has no effect (fixed in 0.2.0)",
+)
+_add(
+    "adabelief_pytorch.AdaBelief@0.0.5",
+    "adabelief",
+    "juntang-zhuang/Adabelief-Optimizer pypi_packages/adabelief_pytorch0.0.5/adabelief_pytorch/AdaBelief.py",
+    dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, weight_decouple=False,
+         fixed_decay=False, rectify=False),
+    lambda a: dict(_ab_common(a), **_AB_005),
+    notes="defaults eps 1e-8, weight_decouple False, rectify False; rectified from ρ_t > 4",
+)
+_add(
+    "torch_optimizer.AdaBelief",
+    "adabelief",
+    "jettify/pytorch-optimizer torch_optimizer/adabelief.py (torch-optimizer 0.3.0)",
+    dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, weight_decouple=False,
+         fixed_decay=False, rectify=False),
+    lambda a: dict(_ab_common(a), **_AB_005),
+    notes="a port of adabelief-pytorch 0.0.5",
+)
+
+
+def _po_adabelief(a):
+    if a["n_sma_threshold"] != 5:
+        raise _unsupported("pytorch_optimizer.AdaBelief", "n_sma_threshold", a["n_sma_threshold"],
+                           "refopt's thresholds are ρ_t > 4, >= 5 and > 5")
+    return dict(lr=a["lr"], betas=tuple(a["betas"]), eps=a["eps"], weight_decay=a["weight_decay"],
+                weight_decouple=a["weight_decouple"], fixed_decay=a["fixed_decay"], rectify=a["rectify"],
+                threshold="rho>=5", degenerated_to_sgd=a["degenerated_to_sgd"], amsgrad=a["ams_bound"],
+                rectified_denom="raw_amsgrad", maximize=a["maximize"], ema="lerp")
+
+
+_add(
+    "pytorch_optimizer.AdaBelief",
+    "adabelief",
+    "kozistr/pytorch_optimizer pytorch_optimizer/optimizer/adabelief.py (>= 4.0.0; 3.10-3.11 drop 1/bc1 and ε)",
+    dict(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0, weight_decouple=True, fixed_decay=False, rectify=False,
+         n_sma_threshold=5, degenerated_to_sgd=True, ams_bound=False, foreach=None, eps=1e-16, maximize=False),
+    _po_adabelief,
+    notes="ams_bound is amsgrad, also used in the rectified branch",
+    inert=("foreach",),
+)
+_add(
+    "torch_optimizer.DiffGrad",
+    "diffgrad",
+    "jettify/pytorch-optimizer torch_optimizer/diffgrad.py (torch-optimizer 0.3.0) = shivram1987/diffGrad diffGrad_v2.py",
+    dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0),
+    lambda a: dict(lr=a["lr"], betas=tuple(a["betas"]), eps=a["eps"], weight_decay=a["weight_decay"],
+                   eps_mode="eps_hat"),
+    notes="ε on the raw √v with step γ√bc2/bc1 (the paper's analytic form puts ε after bias correction)",
+)
+
+
+def _po_diffgrad(a):
+    _no("pytorch_optimizer.DiffGrad", a, "rectify", False, "rectified diffGrad is not in the paper")
+    _no("pytorch_optimizer.DiffGrad", a, "ams_bound", False, "amsgrad diffGrad is not in the paper")
+    return dict(lr=a["lr"], betas=tuple(a["betas"]), eps=a["eps"], weight_decay=a["weight_decay"],
+                weight_decouple=a["weight_decouple"], fixed_decay=a["fixed_decay"], maximize=a["maximize"],
+                eps_mode="eps_hat", eps_root=1e-15, ema="lerp")
+
+
+_add(
+    "pytorch_optimizer.DiffGrad",
+    "diffgrad",
+    "kozistr/pytorch_optimizer pytorch_optimizer/optimizer/diffgrad.py (>= 4.0.0; 2.7-3.11 are not diffGrad)",
+    dict(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0, weight_decouple=True, fixed_decay=False, rectify=False,
+         n_sma_threshold=5, degenerated_to_sgd=True, ams_bound=False, eps=1e-8, maximize=False, foreach=None),
+    _po_diffgrad,
+    notes="decoupled weight decay by default; a hard-coded 1e-15 inside the root",
+    inert=("foreach", "n_sma_threshold", "degenerated_to_sgd"),
 )
 
 

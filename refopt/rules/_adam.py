@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 
 from .. import _array
-from ._base import Choice, Flag, Pair, Real, Rule, is_zero, select
+from ._base import Choice, Flag, Pair, Real, Rule, apply_weight_decay, is_zero, select
 
 __all__ = ["Adam", "AdamW", "AMSGrad", "RAdam"]
 
@@ -68,15 +68,6 @@ def ema_constants(beta1, beta2) -> dict:
         "one_minus_beta2": 1.0 - beta2,
         "lerp_from_start": (1.0 - beta1) < 0.5,
     }
-
-
-def apply_weight_decay(p, g, c, decoupled: bool, active: bool):
-    """(p, g) after weight decay: θ(1 - γλ) when decoupled, g + λθ (coupled L2) otherwise."""
-    if not active:
-        return p, g
-    if decoupled:
-        return p * c.decay, g
-    return p, g + c.weight_decay * p
 
 
 class Adam(Rule):
@@ -135,9 +126,9 @@ class Adam(Rule):
 
     def _scalars(self, t):
         beta1, beta2 = self.betas
-        bc1 = 1.0 - beta1**t if self.bias_correction else 1.0
-        bc2 = 1.0 - beta2**t if self.bias_correction else 1.0
-        sqrt_bc2 = bc2**0.5
+        bc1 = 1.0 - _array.host_power(beta1, t) if self.bias_correction else 1.0
+        bc2 = 1.0 - _array.host_power(beta2, t) if self.bias_correction else 1.0
+        sqrt_bc2 = _array.host_power(bc2, 0.5)
         if self.eps_mode == "eps_hat":
             step_size = self.lr * sqrt_bc2 / bc1
         else:
@@ -253,11 +244,11 @@ class RAdam(Rule):
 
     def _scalars(self, t):
         beta1, beta2 = self.betas
-        bc1 = 1.0 - beta1**t
-        bc2 = 1.0 - beta2**t
+        bc1 = 1.0 - _array.host_power(beta1, t)
+        bc2 = 1.0 - _array.host_power(beta2, t)
         rho_inf, rho_t, rectified, r_t = rectification(beta2, t, bc2, self.threshold)
         return {"bc1": bc1, "bc2": bc2, "rho_inf": rho_inf, "rho_t": rho_t, "rectified": rectified, "r_t": r_t,
-                "sqrt_bc2": bc2**0.5}
+                "sqrt_bc2": _array.host_power(bc2, 0.5)}
 
     def _leaf(self, xp, p, g, s, c):
         if c.maximize:
@@ -292,7 +283,7 @@ class RAdam(Rule):
 def rectification(beta2, t, bc2, threshold):
     """(ρ_∞, ρ_t, rectified?, r_t) on the host; r_t is NaN where the step is not rectified."""
     rho_inf = 2.0 / (1.0 - beta2) - 1.0
-    rho_t = rho_inf - 2.0 * t * beta2**t / bc2
+    rho_t = rho_inf - 2.0 * t * _array.host_power(beta2, t) / bc2
     if threshold == "rho>4":
         rectified = rho_t > 4.0
     elif threshold == "rho>=5":
@@ -304,5 +295,5 @@ def rectification(beta2, t, bc2, threshold):
     rho = _array.host_where(rectified, rho_t, 5.0)
     rho_max = _array.host_where(rectified, rho_inf, 6.0)
     ratio = (rho - 4.0) * (rho - 2.0) * rho_max / ((rho_max - 4.0) * (rho_max - 2.0) * rho)
-    r_t = _array.host_where(rectified, ratio**0.5, math.nan)
+    r_t = _array.host_where(rectified, _array.host_power(ratio, 0.5), math.nan)
     return rho_inf, rho_t, rectified, r_t

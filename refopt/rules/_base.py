@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from .. import _array, _tree
 
-__all__ = ["Hyper", "Real", "Pair", "Choice", "Flag", "Int", "State", "Rule", "is_zero", "select"]
+__all__ = ["Hyper", "Real", "Pair", "Choice", "Flag", "Int", "State", "Rule", "apply_weight_decay", "is_zero", "select"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -192,6 +192,19 @@ def is_zero(x: Any) -> bool:
     that the default path has no extra rounding.
     """
     return x == 0 if _array.is_scalar(x) else not bool(x.any())
+
+
+def apply_weight_decay(p, g, c, decoupled: bool, active: bool):
+    """(p, g) after weight decay: θ(1 - γλ) when decoupled, g + λθ (coupled L2) otherwise.
+
+    A rule that offers decoupled decay puts ``decay = 1 - lr * weight_decay`` in its
+    ``_constants`` (computed on the host, like torch's ``param.mul_(1 - lr * wd)``).
+    """
+    if not active:
+        return p, g
+    if decoupled:
+        return p * c.decay, g
+    return p, g + c.weight_decay * p
 
 
 def select(xp: Any, cond: Any, a: Any, b: Any) -> Any:
