@@ -7,7 +7,7 @@ three small methods:
     the per-step scalars that depend only on the step count and the hyper-parameters
     (bias corrections, rectification terms), computed on the host in float64 from Python
     floats -- or, for batched hyper-parameters, from float64 NumPy arrays;
-``_prepare(xp, params, grads, slots, scalars)`` (optional)
+``_prepare(xp, params, grads, slots, scalars, t)`` (optional)
     quantities pooled over the whole parameter tree (a clipping threshold, a global norm);
 ``_leaf(xp, p, g, s, c)``
     the update of one parameter array: ``p`` and ``g`` are arrays, ``s`` maps state slot
@@ -362,7 +362,7 @@ class Rule:
         """Traced per-step host scalars (bias corrections, ...), in equation order."""
         return {}
 
-    def _prepare(self, xp, params, grads, slots, scalars):
+    def _prepare(self, xp, params, grads, slots, scalars, t):
         """Tree-level quantities: (shared trace entries, per-leaf extra coefficients)."""
         return {}, None
 
@@ -491,7 +491,7 @@ class Rule:
         xp, ps, gs, slots, structure = self._check_inputs(params, grads, state)
         t = state.t + 1
         scalars = self._scalars(t)
-        shared, extras = self._prepare(xp, ps, gs, slots, scalars)
+        shared, extras = self._prepare(xp, ps, gs, slots, scalars, t)
         new_p, new_s, traces = [], [], []
         for i, (p, g, s) in enumerate(zip(ps, gs, slots)):
             c = self._coefficients(p, t, scalars, extras[i] if extras is not None else None, tracing)

@@ -50,7 +50,8 @@ from __future__ import annotations
 
 from .. import _array, transforms
 from ._adam import _BETAS, _EMA, ema_constants, first_moment
-from ._base import Choice, Flag, Int, Real, Rule, apply_weight_decay, is_zero, select
+from ._base import Choice, Flag, Int, Real, Rule, apply_weight_decay, is_zero
+from ._sgd import DAMPENING, MOMENTUM, NESTEROV, TorchMomentum
 
 __all__ = ["ClippedSGD", "ClippedAdam"]
 
@@ -90,7 +91,7 @@ class _Clipped(Rule):
         """The gradient that C(·) sees, as ``_leaf`` computes it (overridden by Adam)."""
         return g
 
-    def _prepare(self, xp, params, grads, slots, scalars):
+    def _prepare(self, xp, params, grads, slots, scalars, t):
         # with clip_fraction = 0 nothing is clipped and τ = inf whatever the gradients
         gs = grads if is_zero(self.clip_fraction) else [self._clip_input(xp, p, g) for p, g in zip(params, grads)]
         tau = transforms.top_fraction_threshold(
@@ -110,7 +111,7 @@ class _Clipped(Rule):
         return transforms.clamp(xp, g, c.tau)
 
 
-class ClippedSGD(_Clipped):
+class ClippedSGD(TorchMomentum, _Clipped):
     name = "clipped_sgd"
     family = "clipped_sgd"
     title = "SGD with coordinate-wise clipping of the top fraction of gradient entries"
@@ -120,33 +121,13 @@ class ClippedSGD(_Clipped):
     )
     HYPER = (
         Real("lr", 1e-3, "learning rate γ", low=0.0),
-        Real("momentum", 0.0, "momentum factor μ (0: no buffer)", low=0.0),
-        Real("dampening", 0.0, "dampening of the buffer's gradient term (not applied at t = 1)", low=0.0, high=1.0,
-             high_open=False),
+        MOMENTUM,
+        DAMPENING,
         Real("weight_decay", 0.0, "coupled L2 penalty λ, added to the clipped gradient", low=0.0),
-        Flag("nesterov", False, "Nesterov momentum (needs μ > 0 and dampening = 0)"),
+        NESTEROV,
         Flag("maximize", False, "ascend instead of descend (negates g first)"),
         *_clip_hyper(0.1),
     )
-
-    def _validate(self):
-        super()._validate()
-        mu, tau = self.momentum, self.dampening
-        if self.nesterov:
-            mu_ok = (mu > 0) if _array.is_scalar(mu) else bool((mu > 0).all())
-            if not (mu_ok and is_zero(tau)):
-                raise ValueError(
-                    f"{self.name}: nesterov=True needs momentum > 0 and dampening = 0; got momentum={mu!r}, "
-                    f"dampening={tau!r}"
-                )
-
-    def slots(self):
-        return () if is_zero(self.momentum) else ("b",)
-
-    def _constants(self):
-        mu = self.momentum
-        no_momentum = (mu == 0) if not _array.is_scalar(mu) else False  # batched μ = 0: torch's no-buffer path
-        return {"one_minus_dampening": 1.0 - self.dampening, "no_momentum": no_momentum}
 
     def _leaf(self, xp, p, g, s, c):
         if c.maximize:
@@ -158,14 +139,7 @@ class ClippedSGD(_Clipped):
             g_hat = g_hat + c.weight_decay * p  # torch _foreach_add(grads_clip, params, alpha=wd)
         trace["g_hat"] = g_hat
         new = {}
-        if "b" in s:
-            b = g_hat if c.t == 1 else c.momentum * s["b"] + c.one_minus_dampening * g_hat
-            d = g_hat + c.momentum * b if c.nesterov else b
-            d = select(xp, c.no_momentum, g_hat, d)
-            new["b"] = trace["b"] = b
-        else:
-            d = g_hat
-        trace["d"] = d
+        d = trace["d"] = self._momentum(xp, g_hat, s, c, new, trace)
         update = c.lr * d
         trace["update"] = update
         return p - update, new, trace

@@ -44,18 +44,17 @@ from __future__ import annotations
 
 import math
 
-from .. import _array
-from ._base import Choice, Flag, Int, Real, Rule, is_zero, select
+from ._base import Choice, Flag, Int, Real, Rule, is_zero
+from ._sgd import DAMPENING, MOMENTUM, NESTEROV, TorchMomentum
 
 __all__ = ["SignSGD", "NormalizedSGD"]
 
 _MOMENTUM_HYPER = (
     Real("lr", 1e-3, "learning rate γ", low=0.0),
-    Real("momentum", 0.0, "momentum factor μ (0: no buffer)", low=0.0),
-    Real("dampening", 0.0, "dampening τ of the buffer's gradient term (not applied at t = 1 with torch's buffer start)",
-         low=0.0, high=1.0, high_open=False),
+    MOMENTUM,
+    DAMPENING,
     Real("weight_decay", 0.0, "coupled L2 penalty λ added to the gradient", low=0.0),
-    Flag("nesterov", False, "Nesterov momentum d = g + μ b (needs μ > 0 and τ = 0)"),
+    NESTEROV,
     Flag("maximize", False, "ascend instead of descend (negates g before weight decay)"),
     Choice(
         "buffer_init",
@@ -67,50 +66,21 @@ _MOMENTUM_HYPER = (
 )
 
 
-class _TorchMomentum(Rule):
-    """torch.optim.SGD's momentum direction d, shared by the sign and normalised rules."""
-
-    def _validate(self):
-        mu, tau = self.momentum, self.dampening
-        if self.nesterov:
-            mu_ok = (mu > 0) if _array.is_scalar(mu) else bool((mu > 0).all())
-            if not (mu_ok and is_zero(tau)):
-                raise ValueError(
-                    f"{self.name}: nesterov=True needs momentum > 0 and dampening = 0; got momentum={mu!r}, "
-                    f"dampening={tau!r}"
-                )
-
-    def slots(self):
-        return () if is_zero(self.momentum) else ("b",)
-
-    def _constants(self):
-        mu = self.momentum
-        # with batched momentum, entries with μ = 0 take torch's no-buffer path (d = g)
-        no_momentum = (mu == 0) if not _array.is_scalar(mu) else False
-        return {"one_minus_dampening": 1.0 - self.dampening, "no_momentum": no_momentum}
+class _Direction(TorchMomentum, Rule):
+    """The (momentum) direction d before sign/normalisation, shared by both rules."""
 
     def _direction(self, xp, p, g, s, c):
-        """(g, new slots, trace entries g [, b], d): the direction d before sign/normalisation."""
+        """(new slots, trace entries g [, b], d, and d)."""
         if c.maximize:
             g = -g
         if not is_zero(self.weight_decay):
             g = g + c.weight_decay * p  # torch: d_p.add(param, alpha=λ)
         new, trace = {}, {"g": g}
-        if "b" in s:
-            if c.t == 1 and c.buffer_init == "first_gradient":
-                b = g  # torch: buf = clone(d_p), no dampening on the first step
-            else:  # torch: buf.mul_(μ).add_(d_p, alpha=1-τ)
-                b = c.momentum * s["b"] + c.one_minus_dampening * g
-            d = g + c.momentum * b if c.nesterov else b  # torch: d_p.add(buf, alpha=μ)
-            d = select(xp, c.no_momentum, g, d)
-            new["b"] = trace["b"] = b
-        else:
-            d = g
-        trace["d"] = d
+        d = trace["d"] = self._momentum(xp, g, s, c, new, trace, first_gradient=c.buffer_init == "first_gradient")
         return new, trace, d
 
 
-class SignSGD(_TorchMomentum):
+class SignSGD(_Direction):
     name = "signsgd"
     family = "signsgd"
     title = "signSGD / Signum: a step of fixed size γ along the sign of the (momentum) gradient"
@@ -128,7 +98,7 @@ class SignSGD(_TorchMomentum):
         return p - update, new, trace
 
 
-class NormalizedSGD(_TorchMomentum):
+class NormalizedSGD(_Direction):
     name = "normalized_sgd"
     family = "normalized_sgd"
     title = "Normalised SGD: a step of length γ along the unit (momentum) direction"
@@ -167,14 +137,8 @@ class NormalizedSGD(_TorchMomentum):
                         f"first {k} axes; {paths[0]} starts with {first} but {path} has shape {tuple(p.shape)}"
                     )
 
-    def _scalars(self, t):
-        # ``t`` is passed through (the driver traces the same value already) because the
-        # momentum buffer, which the tree-level norm needs in ``_prepare``, starts at t = 1.
-        return {"t": t}
-
-    def _prepare(self, xp, params, grads, slots, scalars):
+    def _prepare(self, xp, params, grads, slots, scalars, t):
         k = self.batch_axes
-        t = scalars["t"]
         pre, sums, sizes = [], [], []
         for p, g, s in zip(params, grads, slots):
             c = self._coefficients(p, t, scalars, None, False)
