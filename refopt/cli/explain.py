@@ -35,6 +35,7 @@ def add_parser(sub) -> None:
     p.add_argument("--hyper", action="append", metavar="KEY=VALUE", help="a hyper-parameter, e.g. lr=0.1 or betas=(0.9,0.99); repeatable")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="dtype of the example (default float64)")
     p.add_argument("--digits", type=int, default=8, help="significant digits printed (default 8; 17 round-trips float64)")
+    p.add_argument("--options", action="store_true", help="also document every hyper-parameter: default, valid range, meaning")
 
 
 def _gradient(theta: np.ndarray) -> np.ndarray:
@@ -83,15 +84,20 @@ def run(args) -> int:
     dtype = np.dtype(args.dtype)
 
     print(f"{rule.name}: {cls.title}")
-    print(f"source: {cls.citation}")
-    print()
-    print("hyper-parameters (value, default, valid range, meaning):")
-    for h in cls.HYPER:
-        print(f"  {h.name:<24} {rule.hyper[h.name]!r:<24} default {h.default!r}; {h.valid}")
-        print(textwrap.indent(textwrap.fill(h.doc, 88), " " * 28))
+    print(textwrap.fill(f"source: {cls.citation}", 100, subsequent_indent="  "))
     print()
     print("equations:")
     print(textwrap.indent(equations(cls), "  "))
+    print()
+    changed = [h.name for h in cls.HYPER if rule.hyper[h.name] != h.default]
+    settings = ", ".join(f"{k}={v!r}{'*' if k in changed else ''}" for k, v in rule.hyper.items())
+    print(textwrap.fill(f"hyper-parameters ({'* = not the default; ' if changed else ''}--options documents each): {settings}",
+                        100, subsequent_indent="  "))
+    if args.options:
+        print()
+        for h in cls.HYPER:
+            print(f"  {h.name:<24} default {h.default!r}; valid: {h.valid}")
+            print(textwrap.indent(textwrap.fill(h.doc, 88), " " * 28))
     print()
     print(f"example: {EXAMPLE}  ({args.dtype}, gradient evaluated exactly)")
 

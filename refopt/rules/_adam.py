@@ -122,7 +122,12 @@ class Adam(Rule):
 
     def _constants(self):
         beta1, beta2 = self.betas
-        return {**ema_constants(beta1, beta2), "decay": 1.0 - self.lr * self.weight_decay}
+        eps_root = self.eps_root
+        return {
+            **ema_constants(beta1, beta2),
+            "decay": 1.0 - self.lr * self.weight_decay,
+            "no_eps_root": eps_root == 0 if _array.is_scalar(eps_root) else eps_root == 0,
+        }
 
     def _scalars(self, t):
         beta1, beta2 = self.betas
@@ -154,10 +159,13 @@ class Adam(Rule):
             trace["v_hat"] = v_max if self.amsgrad and c.amsgrad_max == "bias_corrected" else v_used / c.bc2
         if self.amsgrad and c.amsgrad_max == "bias_corrected":
             denom = xp.sqrt(v_max + c.eps_root) + c.eps
-        elif not is_zero(self.eps_root):  # optax: √(v̂ + ε_root) + ε
-            denom = xp.sqrt(v_used / c.bc2 + c.eps_root) + c.eps
-        elif c.eps_mode == "after_bias_correction":
-            denom = xp.sqrt(v_used) / c.sqrt_bc2 + c.eps
+        elif c.eps_mode == "after_bias_correction":  # torch √v/√bc2 + ε, or optax √(v̂ + ε_root) + ε
+            denom = select(
+                xp,
+                c.no_eps_root,  # per row: a batch may mix ε_root = 0 and ε_root > 0
+                lambda: xp.sqrt(v_used) / c.sqrt_bc2 + c.eps,
+                lambda: xp.sqrt(v_used / c.bc2 + c.eps_root) + c.eps,
+            )
         elif c.eps_mode == "inside_sqrt":
             denom = xp.sqrt(v_used / c.bc2 + c.eps)
         else:  # eps_hat: ε̂ on the raw second moment, bias correction folded into step_size

@@ -105,7 +105,7 @@ class Real(Hyper):
             idx = _array.first_violation(arr, self._inside(arr))
             if idx is not None:
                 raise ValueError(
-                    f"{where} must be in {self.valid} everywhere; got {arr[idx]!r} at index {idx} "
+                    f"{where} must be in {self.valid} everywhere; got {float(arr[idx])!r} at index {idx} "
                     f"of the array of shape {arr.shape}"
                 )
             arr.flags.writeable = False
