@@ -22,7 +22,7 @@ pytorch/pytorch torch/optim/adadelta.py.
 
 from __future__ import annotations
 
-from ._base import Flag, Real, Rule, apply_weight_decay, is_zero
+from ._base import DECOUPLED_WEIGHT_DECAY, MAXIMIZE, Real, Rule, apply_weight_decay, is_zero
 
 __all__ = ["Adadelta"]
 
@@ -40,12 +40,8 @@ class Adadelta(Rule):
         Real("rho", 0.9, "decay ρ of the running averages of g² and Δθ²", low=0.0, high=1.0, high_open=False),
         Real("eps", 1e-6, "ε inside both square roots", low=0.0),
         Real("weight_decay", 0.0, "coupled L2 penalty λ added to the gradient", low=0.0),
-        Flag("maximize", False, "ascend instead of descend (negates g before weight decay)"),
-        Flag(
-            "decoupled_weight_decay",
-            False,
-            "θ <- θ(1 - γλ) before the step (Keras's weight_decay) instead of the coupled g + λθ (torch)",
-        ),
+        MAXIMIZE,
+        DECOUPLED_WEIGHT_DECAY,
     )
 
     def slots(self):

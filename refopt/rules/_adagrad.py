@@ -22,7 +22,7 @@ Stochastic Optimization, JMLR 12 (2011); pytorch/pytorch torch/optim/adagrad.py.
 from __future__ import annotations
 
 from .. import _array
-from ._base import Choice, Flag, Real, Rule, apply_weight_decay, is_zero
+from ._base import DECOUPLED_WEIGHT_DECAY, MAXIMIZE, Choice, Real, Rule, apply_weight_decay, is_zero
 
 __all__ = ["Adagrad"]
 
@@ -42,12 +42,8 @@ class Adagrad(Rule):
         Real("weight_decay", 0.0, "coupled L2 penalty λ added to the gradient", low=0.0),
         Real("initial_accumulator_value", 0.0, "starting value s_0 of the sum of squared gradients", low=0.0),
         Real("eps", 1e-10, "ε added to the denominator (where: eps_mode)", low=0.0),
-        Flag("maximize", False, "ascend instead of descend (negates g before weight decay)"),
-        Flag(
-            "decoupled_weight_decay",
-            False,
-            "θ <- θ(1 - γλ) before the step (Keras's weight_decay) instead of the coupled g + λθ (torch)",
-        ),
+        MAXIMIZE,
+        DECOUPLED_WEIGHT_DECAY,
         Choice(
             "eps_mode",
             "outside_sqrt",

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 
 from .. import _array
-from ._base import Choice, Flag, Pair, Real, Rule, apply_weight_decay, is_zero, select
+from ._base import MAXIMIZE, Choice, Flag, Pair, Real, Rule, apply_weight_decay, is_zero, select
 
 __all__ = ["Adam", "AdamW", "AMSGrad", "RAdam"]
 
@@ -82,7 +82,7 @@ class Adam(Rule):
         Real("weight_decay", 0.0, "weight decay λ (coupled L2 unless decoupled_weight_decay)", low=0.0),
         Flag("amsgrad", False, "use the running maximum of the raw second moment (Reddi et al. 2018, torch's form)"),
         Flag("decoupled_weight_decay", False, "θ <- θ(1 - γλ) before the step (AdamW) instead of g + λθ"),
-        Flag("maximize", False, "ascend instead of descend (negates g before weight decay)"),
+        MAXIMIZE,
         Choice(
             "eps_mode",
             "after_bias_correction",
@@ -226,7 +226,7 @@ class RAdam(Rule):
         Real("eps", 1e-8, "ε added to √v in l_t (not bias-corrected; 0 gives the paper's l_t)", low=0.0),
         Real("weight_decay", 0.0, "weight decay λ (coupled L2 unless decoupled_weight_decay)", low=0.0),
         Flag("decoupled_weight_decay", False, "θ <- θ(1 - γλ) before the step instead of g + λθ"),
-        Flag("maximize", False, "ascend instead of descend (negates g before weight decay)"),
+        MAXIMIZE,
         Choice(
             "threshold",
             "rho>4",

@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from .. import _array, _tree
 
-__all__ = ["Hyper", "Real", "Pair", "Choice", "Flag", "Int", "State", "Rule", "apply_weight_decay", "is_zero", "select"]
+__all__ = ["Hyper", "Real", "Pair", "Choice", "Flag", "Int", "State", "Rule", "MAXIMIZE", "DECOUPLED_WEIGHT_DECAY", "apply_weight_decay", "is_zero", "select"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -183,6 +183,14 @@ class Int(Hyper):
         if value < self.low or (self.high is not None and value > self.high):
             raise ValueError(f"{rule}: {self.name} must be {self.valid}; got {value!r}")
         return int(value)
+
+
+MAXIMIZE = Flag("maximize", False, "ascend instead of descend (negates g before weight decay)")
+DECOUPLED_WEIGHT_DECAY = Flag(
+    "decoupled_weight_decay",
+    False,
+    "θ <- θ(1 - γλ) before the step (Keras's weight_decay) instead of the coupled g + λθ (torch)",
+)
 
 
 def is_zero(x: Any) -> bool:

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 from .. import _array, transforms
 from ._adam import _BETAS, _EMA, ema_constants, first_moment
-from ._base import Choice, Flag, Int, Real, Rule, apply_weight_decay, is_zero
+from ._base import MAXIMIZE, Choice, Flag, Int, Real, Rule, apply_weight_decay, is_zero
 from ._sgd import DAMPENING, MOMENTUM, NESTEROV, TorchMomentum
 
 __all__ = ["ClippedSGD", "ClippedAdam"]
@@ -159,7 +159,7 @@ class ClippedAdam(_Clipped):
         Real("eps", 1e-8, "ε added to √v̂ (after bias correction, as torch)", low=0.0),
         Real("weight_decay", 0.0, "coupled L2 weight decay λ, added before clipping", low=0.0),
         Flag("amsgrad", False, "use the running maximum of the raw second moment (torch's form)"),
-        Flag("maximize", False, "ascend instead of descend (negates g before weight decay)"),
+        MAXIMIZE,
         *_clip_hyper(0.5),
         _EMA,
     )

@@ -26,7 +26,7 @@ b = μ b + γ g/denom).  Discrepancy table row 26 of update-rules.md §4.
 from __future__ import annotations
 
 from .. import _array
-from ._base import Choice, Flag, Real, Rule, apply_weight_decay, is_zero, select
+from ._base import DECOUPLED_WEIGHT_DECAY, MAXIMIZE, Choice, Flag, Real, Rule, apply_weight_decay, is_zero, select
 
 __all__ = ["RMSprop"]
 
@@ -46,12 +46,8 @@ class RMSprop(Rule):
         Real("weight_decay", 0.0, "coupled L2 penalty λ added to the gradient", low=0.0),
         Real("momentum", 0.0, "momentum factor μ (0: no buffer)", low=0.0),
         Flag("centered", False, "divide by the estimated standard deviation √(v - ḡ²) instead of √v"),
-        Flag("maximize", False, "ascend instead of descend (negates g before weight decay)"),
-        Flag(
-            "decoupled_weight_decay",
-            False,
-            "θ <- θ(1 - γλ) before the step (Keras's weight_decay) instead of the coupled g + λθ (torch)",
-        ),
+        MAXIMIZE,
+        DECOUPLED_WEIGHT_DECAY,
         Choice(
             "eps_mode",
             "outside_sqrt",

@@ -17,7 +17,7 @@ agree only for a constant learning rate), and Nesterov is the look-ahead-free fo
 from __future__ import annotations
 
 from .. import _array
-from ._base import Flag, Real, Rule, apply_weight_decay, is_zero, select
+from ._base import MAXIMIZE, Flag, Real, Rule, apply_weight_decay, is_zero, select
 
 __all__ = ["SGD", "TorchMomentum", "MOMENTUM", "DAMPENING", "NESTEROV"]
 
@@ -96,7 +96,7 @@ class SGD(TorchMomentum, Rule):
             False,
             "θ <- θ(1 - γλ) before the step (SGDW, Keras) instead of the coupled g + λθ (torch)",
         ),
-        Flag("maximize", False, "ascend instead of descend (negates g before weight decay)"),
+        MAXIMIZE,
     )
 
     def _constants(self):

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import math
 
-from ._base import Choice, Flag, Int, Real, Rule, is_zero
+from ._base import MAXIMIZE, Choice, Flag, Int, Real, Rule, is_zero
 from ._sgd import DAMPENING, MOMENTUM, NESTEROV, TorchMomentum
 
 __all__ = ["SignSGD", "NormalizedSGD"]
@@ -55,7 +55,7 @@ _MOMENTUM_HYPER = (
     DAMPENING,
     Real("weight_decay", 0.0, "coupled L2 penalty λ added to the gradient", low=0.0),
     NESTEROV,
-    Flag("maximize", False, "ascend instead of descend (negates g before weight decay)"),
+    MAXIMIZE,
     Choice(
         "buffer_init",
         "first_gradient",
