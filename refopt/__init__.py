@@ -4,8 +4,8 @@ Every algorithm is a pure function written against the Python array API standard
 code base runs on NumPy, CuPy, array-api-strict, PyTorch and JAX arrays.
 """
 
-from . import presets, rules
+from . import functions, presets, rules
 
 __version__ = "0.1.0"
 
-__all__ = ["presets", "rules", "__version__"]
+__all__ = ["functions", "presets", "rules", "__version__"]
