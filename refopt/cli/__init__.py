@@ -7,14 +7,26 @@ import sys
 
 from . import explain as _explain
 from . import listing as _listing
+from . import reproduce as _reproduce
+from . import run as _run
+from . import vectors as _vectors
+from . import verify as _verify
 
-_COMMANDS = {"list": _listing, "explain": _explain}
+_COMMANDS = {
+    "list": _listing,
+    "explain": _explain,
+    "run": _run,
+    "reproduce": _reproduce,
+    "vectors": _vectors,
+    "verify": _verify,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="refopt",
-        description="Reference implementations of optimizer update rules: list them, explain them step by step.",
+        description="Reference implementations of optimizer update rules: list and explain them, run them on "
+        "synthetic functions, reproduce the papers' toy experiments, and check other implementations against them.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in _COMMANDS.items():

@@ -1,0 +1,356 @@
+"""``refopt reproduce [diffgrad|adabelief|clipping|all]``: the papers' toy experiments.
+
+Each experiment runs the published protocol (or, where a paper does not publish one, a
+reconstructed protocol that is labelled as such), prints the paper's reported outcome beside
+refopt's, and writes plots when matplotlib is installed.  The numbers and protocols come from
+the reference notes: update-rules.md §1.7 and §2.3, clipping.md §5.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import diagnostics, functions, rules, transforms
+from ..run import run as run_rule
+from ._plot import contour, have_matplotlib, pyplot
+
+EXPERIMENTS = ("diffgrad", "adabelief", "clipping")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "reproduce",
+        help="rerun the papers' toy experiments and compare with what they report",
+        description="Rerun each paper's toy experiment with its published protocol, print the paper's "
+        "reported outcome beside refopt's, and write plots when matplotlib is installed.",
+    )
+    p.add_argument("experiment", nargs="?", default="all", choices=(*EXPERIMENTS, "all"))
+    p.add_argument("--out", metavar="DIR", default="refopt-reproduce", help="folder for the plots (default ./refopt-reproduce)")
+    p.add_argument("--no-plots", action="store_true", help="print the tables only")
+
+
+@dataclass
+class Row:
+    """One line of a comparison table: what the source reports, what refopt gets, and a verdict."""
+
+    what: str
+    reported: str
+    refopt: str
+    ok: bool | None  # None: the source reports nothing checkable
+
+
+@dataclass
+class Outcome:
+    title: str
+    protocol: str
+    rows: list[Row]
+    notes: list[str] = field(default_factory=list)
+    plots: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.ok is not False for r in self.rows)
+
+    def render(self) -> str:
+        w1 = max(len(r.what) for r in self.rows)
+        w2 = max(len(r.reported) for r in self.rows)
+        w3 = max(len(r.refopt) for r in self.rows)
+        mark = {True: "agrees", False: "DIFFERS", None: "-"}
+        lines = [self.title, "", self.protocol, "",
+                 f"  {'':<{w1}}  {'source reports':<{w2}}  {'refopt':<{w3}}  verdict",
+                 f"  {'-' * w1}  {'-' * w2}  {'-' * w3}  -------"]
+        lines += [f"  {r.what:<{w1}}  {r.reported:<{w2}}  {r.refopt:<{w3}}  {mark[r.ok]}" for r in self.rows]
+        lines += [""] + [f"  note: {n}" for n in self.notes]
+        lines += [f"  plot: {p}" for p in self.plots]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# diffGrad (Dubey et al. 2020): F1-F3, update-rules.md §2.3
+# ---------------------------------------------------------------------------------------
+
+# The official notebook's outputs (x after 299 updates), reproduced in the notes.
+DIFFGRAD_REPORTED = {
+    ("diffgrad_f1", "adam"): 0.200115, ("diffgrad_f1", "diffgrad"): -0.300071,
+    ("diffgrad_f2_notebook", "adam"): 0.000177, ("diffgrad_f2_notebook", "diffgrad"): -0.8121,
+    ("diffgrad_f2", "adam"): 0.000090, ("diffgrad_f2", "diffgrad"): -0.642963,
+    ("diffgrad_f3", "adam"): 0.000510, ("diffgrad_f3", "diffgrad"): 0.013565,
+}
+
+
+def diffgrad_experiment(out: str | None) -> Outcome:
+    lr, beta1, beta2, eps, updates = 0.1, 0.95, 0.999, 1e-8, 299
+    # the notebook's Adam puts ε inside the root, its diffGrad after the bias correction
+    optimizers = {
+        "adam": rules.adam(lr=lr, betas=(beta1, beta2), eps=eps, eps_mode="inside_sqrt"),
+        "diffgrad": rules.diffgrad(lr=lr, betas=(beta1, beta2), eps=eps),
+    }
+    rows, paths = [], {}
+    for name in ("diffgrad_f1", "diffgrad_f2_notebook", "diffgrad_f2", "diffgrad_f3"):
+        f = functions.get(name)
+        for label, rule in optimizers.items():
+            x = np.asarray(run_rule(rule, f, np.array([-1.0]), updates).x)[:, 0]
+            paths[(name, label)] = x
+            reported = DIFFGRAD_REPORTED[(name, label)]
+            final = float(x[-1])
+            rows.append(Row(f"{name:<21} {label:<8}", f"x = {reported:+.6f}",
+                            f"x = {final:+.6f}, f = {float(f.value(x[-1:])):.4g}", abs(final - reported) <= 1e-3))
+    notes = [
+        "F1: Adam overshoots into the local basin (x = 0.2), diffGrad settles in the global one (x = -0.3).",
+        "diffgrad_f2_notebook is the function whose derivative the official notebook coded "
+        "(x cos 8x + sin 8x + 3x², missing a factor 8): the published F2 figure shows it, not F2.",
+        "With the true F2 the paper's claim holds: diffGrad reaches the global minimum near -0.643.",
+        "F3 does not discriminate the two methods with this protocol.",
+    ]
+    outcome = Outcome(
+        "diffGrad (Dubey et al., TNNLS 2020): synthetic functions F1, F2, F3",
+        f"protocol (official notebook): x0 = -1, lr {lr}, β1 {beta1}, β2 {beta2}, ε {eps}, {updates} updates; "
+        "Adam with ε inside the root as the notebook codes it",
+        rows, notes,
+    )
+    if out:
+        plt = pyplot()
+        fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+        titles = {"diffgrad_f1": "F1", "diffgrad_f2_notebook": "F2 as the notebook coded it (published figure)",
+                  "diffgrad_f2": "F2 (true gradient)", "diffgrad_f3": "F3"}
+        for ax, name in zip(axes.ravel(), titles):
+            for label in optimizers:
+                ax.plot(paths[(name, label)], label=label)
+            ax.set_title(titles[name], fontsize=9)
+            ax.set_ylabel("x")
+            ax.axhline(functions.get(name).minimizers[0][0], color="gray", lw=0.6, ls="--", label="global minimizer")
+            ax.legend(fontsize=7)
+        for ax in axes[1]:
+            ax.set_xlabel("iteration")
+        fig.suptitle(f"diffGrad vs Adam, x0 = -1, lr {lr}, β1 {beta1}, {updates} updates", fontsize=10)
+        fig.tight_layout()
+        outcome.plots.append(_save(fig, out, "diffgrad.png"))
+        plt.close(fig)
+    return outcome
+
+
+# ---------------------------------------------------------------------------------------
+# AdaBelief (Zhuang et al. 2020): toy 2-D problems of Fig. 3, update-rules.md §1.7
+# ---------------------------------------------------------------------------------------
+
+# Official animation imgs/Beale2.gif, last frame (500 frames), as read in the notes.
+BEALE_REPORTED = {"adabelief": (3.0, 0.5), "adam": (2.1, 0.15), "sgdm": (-0.95, -0.4)}
+ADABELIEF_PANELS = ("abs_sum", "abs_rotated", "quad_rotated", "abs_scaled", "log_beale", "rosenbrock")
+
+
+def adabelief_experiment(out: str | None) -> Outcome:
+    steps = 500
+    optimizers = {
+        "adabelief": rules.adabelief(lr=1e-2),
+        "adam": rules.adam(lr=1e-2),
+        "sgdm": rules.sgd(lr=5e-3, momentum=0.9),
+    }
+    rows, paths, winners = [], {}, {}
+    for name in ADABELIEF_PANELS:
+        f = functions.get(name)
+        x0 = np.asarray(f.start, dtype=np.float64)
+        minimizer = np.asarray(f.minimizers[0])
+        ends = {}
+        for label, rule in optimizers.items():
+            rule_here = rule
+            if name == "abs_scaled" and label != "sgdm":  # the third-party reading of panel (d)
+                rule_here = rule.replace(betas=(0.3, 0.3))
+            with np.errstate(over="ignore", invalid="ignore"):
+                result = run_rule(rule_here, f, x0, steps)
+            path = np.asarray(result.x)
+            paths[(name, label)] = path
+            ends[label] = float(np.linalg.norm(path[-1] - minimizer))
+        if name == "log_beale":
+            for label, (bx, by) in BEALE_REPORTED.items():
+                end = paths[(name, label)][-1]
+                ok = bool(np.hypot(end[0] - bx, end[1] - by) <= 0.1)
+                rows.append(Row(f"{name:<12} {label:<9}", f"ends near ({bx:+.2f}, {by:+.2f})",
+                                f"ends at ({end[0]:+.3f}, {end[1]:+.3f})", ok))
+        else:
+            best = winners[name] = min(ends, key=ends.get)
+            rows.append(Row(f"{name:<12} closest", "AdaBelief fastest (caption, unverified)",
+                            f"{best}; distances " + ", ".join(f"{k} {v:.2g}" for k, v in ends.items()),
+                            None))
+    others = {label: [n for n, w in winners.items() if w == label] for label in optimizers}
+    notes = [
+        "Beale: the official animation's objective is log(1 + Beale)/10 (its z-range); refopt found that "
+        "500 steps with AdaBelief and Adam at lr 1e-2 and SGD (momentum 0.9) at lr 5e-3 reproduce all three "
+        "published end points, while plain Beale reproduces none for SGD. This protocol is refopt's "
+        "reconstruction: the paper publishes no learning rates.",
+        "Other panels: the paper publishes no protocol and the start points are third-party readings, so these "
+        "rows are observations, not checks. Closest to the optimum after the run: "
+        + "; ".join(f"{label} on {', '.join(names)}" for label, names in others.items() if names) + ".",
+        "abs_scaled uses β1 = β2 = 0.3 for the adaptive methods, a third-party reading of panel (d).",
+    ]
+    outcome = Outcome(
+        "AdaBelief (Zhuang et al., NeurIPS 2020): toy problems of Fig. 3",
+        f"protocol: {steps} steps from each function's start; AdaBelief (ε 1e-16) and Adam at lr 1e-2, "
+        "SGD with momentum 0.9 at lr 5e-3",
+        rows, notes,
+    )
+    if out:
+        plt = pyplot()
+        fig, axes = plt.subplots(2, 3, figsize=(14, 8.5))
+        for ax, name in zip(axes.ravel(), ADABELIEF_PANELS):
+            f = functions.get(name)
+            contour(ax, f, {label: paths[(name, label)] for label in optimizers},
+                    title=f"{name}, start {f.start}, {steps} steps")
+        fig.suptitle("AdaBelief vs Adam vs SGD with momentum (orange cross: optimum)", fontsize=11)
+        fig.tight_layout()
+        outcome.plots.append(_save(fig, out, "adabelief.png"))
+        plt.close(fig)
+    return outcome
+
+
+# ---------------------------------------------------------------------------------------
+# Pan & Li (2023): coordinate-wise clipping on sharp-coordinate quadratics, clipping.md §5
+# ---------------------------------------------------------------------------------------
+
+CLIP_REPORTED = {  # clipping.md §5: (S, Δ*) per direction
+    "sharp_st1b": {"-g": (967.278, 17.544), "-C.01(g)": (20.8172, 79.292), "-C.1(g)": (20.3516, 80.314),
+                   "-sign(g)": (10.99, 107.60)},
+    "sharp_st2": {"-g": (967.278, 17.544), "-C.01(g)": (992.002, 16.659), "-C.1(g)": (866.821, 14.512),
+                  "-sign(g)": (472.524, 10.183)},
+}
+MULTISTEP_REPORTED = {  # best final loss after 200 steps over the lr grid
+    "sharp_st1b": {"gd": 272.757, "clipped gd": 1.2e-63, "sign": 0.2505, "adam": 2.602e-7, "clipped adam": 2.443e-7},
+    "sharp_st2": {"gd": 272.757, "clipped gd": 496.476, "sign": 459.055, "adam": 185.346},
+}
+
+
+def _directions(f, x):
+    g = f.grad(x)
+    clip = lambda c: transforms.clip_top_fraction(g, c)[0]  # noqa: E731
+    return {"-g": -g, "-C.01(g)": -clip(0.01), "-C.1(g)": -clip(0.1), "-sign(g)": -np.sign(g)}
+
+
+def clipping_experiment(out: str | None) -> Outcome:
+    rows, measured = [], {}
+    for name in ("sharp_st1b", "sharp_st2"):
+        f = functions.get(name)
+        x = np.asarray(f.start, dtype=np.float64)
+        for label, v in _directions(f, x).items():
+            red = diagnostics.model_reduction(f, x, v)
+            s, delta = float(red.sharpness), float(red.reduction)
+            measured[(name, label)] = (s, delta)
+            rs, rd = CLIP_REPORTED[name][label]
+            ok = abs(s - rs) <= 1e-3 * rs and abs(delta - rd) <= 1e-3 * rd
+            rows.append(Row(f"{name:<10} {label:<9}", f"S {rs:9.4f}  Δ* {rd:8.3f}", f"S {s:9.4f}  Δ* {delta:8.3f}", ok))
+    s_g, d_g = measured[("sharp_st1b", "-g")]
+    s_c, d_c = measured[("sharp_st1b", "-C.01(g)")]
+    rows.append(Row("ST-1b: clipping lowers S", "more than 10x", f"{s_g / s_c:.1f}x", s_g / s_c > 10))
+    rows.append(Row("ST-1b: clipping raises Δ*", "yes (4.5x)", f"{d_c / d_g:.2f}x", d_c > d_g))
+    r_g = measured[("sharp_st2", "-g")][1]
+    r_c = measured[("sharp_st2", "-C.01(g)")][1]
+    rows.append(Row("ST-2 (rotated): advantage gone", "Δ* falls", f"{r_c / r_g:.2f}x", r_c < r_g))
+
+    # multi-step: best final loss over the note's lr grid 10^(j/4), j = -16..4, 200 steps, all lrs at once
+    lrs = 10.0 ** (np.arange(-16, 5) / 4.0)
+    grid = lrs[:, None]
+    optimizers = {
+        "gd": rules.sgd(lr=grid),
+        "clipped gd": rules.clipped_sgd(lr=grid, clip_fraction=0.01, batch_axes=1),
+        "sign": rules.signsgd(lr=grid),
+        "adam": rules.adam(lr=grid),
+        "clipped adam": rules.clipped_adam(lr=grid, clip_fraction=0.5, batch_axes=1),
+    }
+    curves = {}
+    for name in ("sharp_st1b", "sharp_st2"):
+        f = functions.get(name)
+        x0 = np.tile(np.asarray(f.start, dtype=np.float64), (len(lrs), 1))
+        for label, rule in optimizers.items():
+            if label not in MULTISTEP_REPORTED[name]:
+                continue
+            with np.errstate(over="ignore", invalid="ignore"):
+                result = run_rule(rule, f, x0, 200)
+            loss = np.asarray(result.loss)
+            final = np.where(np.asarray(result.diverged), np.inf, loss[-1])
+            best = int(np.argmin(final))
+            curves[(name, label)] = (loss[:, best], lrs[best])
+            reported = MULTISTEP_REPORTED[name][label]
+            # values that collapse toward 0 depend on rounding: the note compares their order only
+            ok = None if reported < 1e-10 else bool(abs(final[best] - reported) <= 1e-3 * reported)
+            rows.append(Row(f"{name:<10} {label:<12} 200 steps", f"best loss {reported:.4g}",
+                            f"{final[best]:.4g} (lr {lrs[best]:.4g})", ok))
+    st1b = {k: curves[("sharp_st1b", k)][0][-1] for k in MULTISTEP_REPORTED["sharp_st1b"]}
+    st2 = {k: curves[("sharp_st2", k)][0][-1] for k in MULTISTEP_REPORTED["sharp_st2"]}
+    rows.append(Row("ST-1b order", "clipped gd < gd; adam ≈ clipped adam",
+                    f"clipped gd {st1b['clipped gd']:.2g} vs gd {st1b['gd']:.4g}",
+                    bool(st1b["clipped gd"] < 1e-3 * st1b["gd"])))
+    rows.append(Row("ST-2 order", "clipped gd > gd (no advantage)",
+                    f"clipped gd {st2['clipped gd']:.4g} vs gd {st2['gd']:.4g}", bool(st2["clipped gd"] > st2["gd"])))
+    notes = [
+        "S = vᵀHv/‖v‖² (directional sharpness) and Δ* = <g,v>²/(2vᵀHv) (best one-step decrease along v) at x0.",
+        "ST-1b is the paper's regime: 10 of 1000 coordinates are sharp and carry the gradient, but not the loss.",
+        "ST-2 rotates the same spectrum off the coordinate axes: coordinate-wise clipping loses its advantage.",
+        "Multi-step rows: the note asks to compare orderings, not the exact tiny values (clipped GD collapses).",
+    ]
+    outcome = Outcome(
+        "Coordinate-wise clipping (Pan & Li 2023): sharp-coordinate quadratics",
+        "protocol (clipping.md §5): d = 1000, 10 coordinates of curvature 1000; directions at x0; "
+        "200 steps at the best lr of 10^(j/4), j = -16..4",
+        rows, notes,
+    )
+    if out:
+        plt = pyplot()
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+        labels = list(CLIP_REPORTED["sharp_st1b"])
+        pos = np.arange(len(labels))
+        for i, (name, shift) in enumerate((("sharp_st1b", -0.2), ("sharp_st2", 0.2))):
+            axes[0].bar(pos + shift, [measured[(name, k)][0] for k in labels], width=0.4, label=name)
+            axes[1].bar(pos + shift, [measured[(name, k)][1] for k in labels], width=0.4, label=name)
+        for ax, title in ((axes[0], "directional sharpness S (log)"), (axes[1], "best one-step decrease Δ*")):
+            ax.set_xticks(pos, labels)
+            ax.set_title(title, fontsize=9)
+            ax.legend(fontsize=7)
+        axes[0].set_yscale("log")
+        for (name, label), (loss, lr) in curves.items():
+            axes[2].plot(np.maximum(loss, 1e-300), label=f"{name} {label} (lr {lr:.3g})",
+                         ls="-" if name == "sharp_st1b" else "--")
+        axes[2].set_yscale("log")
+        axes[2].set_xlabel("step")
+        axes[2].set_ylabel("loss")
+        axes[2].set_title("200 steps at each optimizer's best lr", fontsize=9)
+        axes[2].legend(fontsize=6)
+        fig.suptitle("Coordinate-wise clipping on sharp-coordinate quadratics (ST-1b) and the rotated control (ST-2)",
+                     fontsize=10)
+        fig.tight_layout()
+        outcome.plots.append(_save(fig, out, "clipping.png"))
+        plt.close(fig)
+    return outcome
+
+
+def _save(fig, out: str, name: str) -> str:
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, name)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+RUNNERS = {"diffgrad": diffgrad_experiment, "adabelief": adabelief_experiment, "clipping": clipping_experiment}
+
+
+def run(args) -> int:
+    chosen = EXPERIMENTS if args.experiment == "all" else (args.experiment,)
+    out = None
+    if not args.no_plots:
+        if have_matplotlib():
+            out = args.out
+        else:
+            print("(no plots: matplotlib is not installed; pip install 'refopt[plot]')\n")
+    failed = []
+    for name in chosen:
+        start = time.perf_counter()
+        outcome = RUNNERS[name](out)
+        print(outcome.render())
+        print(f"  ({time.perf_counter() - start:.1f} s)\n")
+        if not outcome.passed:
+            failed.append(name)
+    if failed:
+        print(f"refopt reproduce: {', '.join(failed)} differ from the reported outcome (rows marked DIFFERS)")
+        return 1
+    return 0

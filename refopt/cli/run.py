@@ -1,0 +1,132 @@
+"""``refopt run RULE FUNCTION``: one trajectory (or several starts), its loss, a CSV and a plot."""
+
+from __future__ import annotations
+
+import csv
+import sys
+
+import numpy as np
+
+from .. import functions, rules
+from ..run import run as run_rule
+from ._hyper import parse_hyper
+from ._plot import contour, pyplot
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a rule on a synthetic function and print its trajectory",
+        description="Run an update rule on a synthetic function from one or several start points.",
+    )
+    p.add_argument("rule", help="rule name (refopt list rules)")
+    p.add_argument("function", help=f"function name, one of: {', '.join(functions.names())}")
+    p.add_argument("--hyper", action="append", metavar="KEY=VALUE", help="a hyper-parameter of the rule; repeatable")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="a parameter of the function, e.g. dim=10")
+    p.add_argument("--steps", type=int, default=100, help="number of steps (default 100)")
+    p.add_argument("--x0", action="append", metavar="X[,Y,...]",
+                   help="a start point, comma-separated (write --x0=-1,2 when it starts with a minus sign); repeat for several runs (default: the function's start)")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    p.add_argument("--csv", metavar="PATH", help="write step, run, coordinates and loss of every iterate")
+    p.add_argument("--plot", metavar="PATH", help="write a plot (contours and trajectories in 2-D, x or loss versus step otherwise)")
+
+
+def _start(function, items, dtype) -> np.ndarray:
+    if not items:
+        if function.start is None:
+            lo_hi = np.array(function.domain, dtype=np.float64)
+            point = lo_hi[:, 0] + 0.8 * (lo_hi[:, 1] - lo_hi[:, 0])  # off-centre: centres are often minimizers
+            print(f"{function.name} has no published start point; using {point.tolist()}", file=sys.stderr)
+            return point.astype(dtype)
+        return np.asarray(function.start, dtype=dtype)
+    points = []
+    for item in items:
+        try:
+            point = [float(v) for v in item.split(",")]
+        except ValueError:
+            raise ValueError(f"--x0 takes comma-separated numbers; got {item!r}") from None
+        if len(point) != function.dim:
+            raise ValueError(f"--x0 {item!r} has {len(point)} coordinates but {function.name} has dim {function.dim}")
+        points.append(point)
+    x0 = np.asarray(points, dtype=dtype)
+    return x0[0] if len(points) == 1 else x0
+
+
+class _Progress:
+    """A one-line progress bar on stderr for long runs (only when stderr is a terminal)."""
+
+    def __init__(self, steps: int):
+        self.active = steps >= 2000 and sys.stderr.isatty()
+        self.width = 30
+
+    def __call__(self, k: int, steps: int) -> None:
+        if self.active and (k == steps or k % max(1, steps // 100) == 0):
+            done = int(self.width * k / steps)
+            sys.stderr.write(f"\r[{'#' * done}{'.' * (self.width - done)}] {k}/{steps}")
+            if k == steps:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def run(args) -> int:
+    if args.steps < 1:
+        raise ValueError(f"--steps must be a positive integer; got {args.steps}")
+    rule = rules.get(args.rule, **parse_hyper(args.hyper))
+    function = functions.get(args.function, **parse_hyper(args.param))
+    x0 = _start(function, args.x0, np.dtype(args.dtype))
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = run_rule(rule, function, x0, args.steps, progress=_Progress(args.steps))
+    x = np.asarray(result.x).reshape(args.steps + 1, -1, function.dim)
+    loss = np.asarray(result.loss).reshape(args.steps + 1, -1)
+    minimizers = np.asarray(function.minimizers, dtype=np.float64)
+
+    print(f"{rule!r} on {function.name} ({function.title}), {args.steps} steps, {args.dtype}")
+    every = max(1, args.steps // 10)
+    shown = sorted(set(range(0, args.steps + 1, every)) | {args.steps})
+    diverged_at = np.asarray(result.diverged_at).reshape(-1)
+    for r in range(x.shape[1]):
+        print(f"\nrun {r}: start {x[0, r].tolist()}")
+        print(f"  {'step':>7}  {'loss':>14}  x")
+        for k in shown:
+            if 0 <= diverged_at[r] <= k:
+                print(f"  {diverged_at[r]:>7}  diverged (see the report below); frozen at step {diverged_at[r] - 1}")
+                break
+            coords = ", ".join(f"{v:.6g}" for v in x[k, r, :6]) + (", ..." if function.dim > 6 else "")
+            print(f"  {k:>7}  {loss[k, r]:>14.8g}  [{coords}]")
+        if len(minimizers):
+            d = np.linalg.norm(minimizers - x[-1, r], axis=-1)
+            print(f"  distance to the nearest known minimizer {minimizers[np.argmin(d)].tolist()}: {d.min():.3g}"
+                  f" (minimum value {function.minimum:.6g})")
+    if result.any_diverged:
+        print("\n" + result.report())
+
+    if args.csv:
+        with open(args.csv, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["step", "run", *[f"x{i}" for i in range(function.dim)], "loss"])
+            for k in range(args.steps + 1):
+                for r in range(x.shape[1]):
+                    w.writerow([k, r, *(repr(float(v)) for v in x[k, r]), repr(float(loss[k, r]))])
+        print(f"\nwrote {args.csv}")
+    if args.plot:
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(6, 5))
+        label = lambda r: f"{rule.name} from {x[0, r].tolist()}" if x.shape[1] > 1 else rule.name  # noqa: E731
+        if function.dim == 2:
+            contour(ax, function, {label(r): x[:, r] for r in range(x.shape[1])},
+                    title=f"{rule.name} on {function.name}, {args.steps} steps")
+        else:
+            for r in range(x.shape[1]):
+                ys = x[:, r, 0] if function.dim == 1 else loss[:, r]
+                ax.plot(np.arange(args.steps + 1), ys, label=label(r))
+            ax.set_xlabel("step")
+            ax.set_ylabel("x" if function.dim == 1 else "loss")
+            if function.dim > 1 and np.all(loss > 0):
+                ax.set_yscale("log")
+            ax.set_title(f"{rule.name} on {function.name}", fontsize=9)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=120)
+        plt.close(fig)
+        print(f"wrote {args.plot}")
+    return 0

@@ -1,0 +1,93 @@
+"""``refopt run`` and ``refopt reproduce``, and the example scripts."""
+
+import csv
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from refopt.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_run_prints_the_trajectory_and_writes_csv(capsys, tmp_path):
+    path = tmp_path / "run.csv"
+    code, out, _ = run(capsys, "run", "diffgrad", "diffgrad_f1", "--x0", "-1", "--steps", "299",
+                       "--hyper", "lr=0.1", "--hyper", "betas=(0.95, 0.999)", "--csv", str(path))
+    assert code == 0
+    assert "distance to the nearest known minimizer [-0.3]" in out
+    rows = list(csv.DictReader(path.open()))
+    assert len(rows) == 300 and rows[0]["x0"] == "-1.0"
+    assert float(rows[-1]["x0"]) == pytest.approx(-0.300071, abs=1e-6)  # update-rules.md §2.3
+
+
+def test_run_several_starts_and_divergence_report(capsys):
+    code, out, _ = run(capsys, "run", "sgd", "rosenbrock", "--hyper", "lr=0.1", "--steps", "50",
+                       "--x0=-1,1", "--x0", "0.5,0.5")
+    assert code == 0
+    assert "run 0: start [-1.0, 1.0]" in out and "run 1: start [0.5, 0.5]" in out
+    assert re.search(r"^\s+3\s+diverged \(see the report below\); frozen at step 2$", out, re.M)
+    assert re.search(r"run \(0,\): diverged at step 3 \(loss blew up", out)
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["run", "adam", "rosenbrok"], r"unknown function 'rosenbrok'.*'rosenbrock'"),
+        (["run", "adam", "rosenbrock", "--x0", "1,2,3"], r"--x0 '1,2,3' has 3 coordinates but rosenbrock has dim 2"),
+        (["run", "adam", "rosenbrock", "--x0", "a,b"], r"--x0 takes comma-separated numbers"),
+        (["run", "adam", "rosenbrock", "--steps", "0"], r"--steps must be a positive integer; got 0"),
+    ],
+)
+def test_run_bad_input(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and re.search(message, err), err
+
+
+@pytest.mark.parametrize("experiment", ["diffgrad", "adabelief", "clipping"])
+def test_reproduce_agrees_with_the_papers(capsys, experiment):
+    code, out, _ = run(capsys, "reproduce", experiment, "--no-plots")
+    assert code == 0, out
+    assert "DIFFERS" not in out
+    assert out.count("agrees") >= {"diffgrad": 8, "adabelief": 3, "clipping": 19}[experiment]
+
+
+def test_reproduce_writes_plots(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    code, out, _ = run(capsys, "reproduce", "diffgrad", "--out", str(tmp_path))
+    assert code == 0
+    png = tmp_path / "diffgrad.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+def test_run_writes_a_contour_plot(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "beale.png"
+    code, _, _ = run(capsys, "run", "adabelief", "log_beale", "--hyper", "lr=0.01", "--steps", "100", "--plot", str(path))
+    assert code == 0 and path.stat().st_size > 20_000
+
+
+EXAMPLES = [
+    ("diffgrad_toy_functions.py", [], r"diffgrad_f1\s+diffgrad\s+-0\.300071"),
+    ("adabelief_beale.py", [], r"adabelief\s+ends at \(\+3\.000, \+0\.500\)"),
+    ("clipping_sharpness.py", [], r"-clip_1%\(g\)\s+sharpness\s+20\.817"),
+    ("sweep_thousands.py", ["400", "200"], r"equals its separate run bit for bit"),
+]
+
+
+@pytest.mark.parametrize("script,args,expect", EXAMPLES, ids=[e[0] for e in EXAMPLES])
+def test_examples_run(script, args, expect):
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONWARNINGS": "error::RuntimeWarning"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert re.search(expect, done.stdout), done.stdout
