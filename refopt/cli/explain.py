@@ -1,5 +1,11 @@
 """``refopt explain RULE``: a rule's equations and every traced quantity of its first steps.
 
+The equations are read from the rule's spec (``specs/rules/<rule>.toml``, see
+:mod:`refopt.specs`): the plain-text form of every equation that applies under the chosen
+hyper-parameters, in trace order, with its trace name on the left, so each line names a row
+of the step table below.  A line that applies on some steps only (RAdam's rectified step)
+carries its condition in brackets.
+
 The built-in example is the notes' golden problem (update-rules.md §5), three coordinates
 with different curvature, so that a student can follow each quantity and a porter can
 compare the printed numbers with the notes' table.
@@ -7,13 +13,12 @@ compare the printed numbers with the notes' table.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import textwrap
+import unicodedata
 
 import numpy as np
 
-from .. import _array, _tree, rules
+from .. import _array, _tree, rules, specs
 from ._hyper import parse_hyper
 
 EXAMPLE = "f(θ) = Σ_i A_i θ_i²/2 + B_i θ_i + θ_i⁴/4,  A = [3, 0.5, 10],  B = [0.5, -1, 0.2],  θ_0 = [1, -2, 0.5]"
@@ -68,10 +73,22 @@ def _rows(trace: dict) -> list[tuple[str, list]]:
     return rows
 
 
-def equations(rule_cls) -> str:
-    """The algorithm box: the rule module's docstring (the specs issue moves it to specs/)."""
-    doc = inspect.getdoc(importlib.import_module(rule_cls.__module__)) or ""
-    return doc
+def equations(rule) -> str:
+    """The algorithm box of a configured rule, from its spec: one line per equation that
+    applies, ``trace name  plain-text form``, in trace order."""
+    spec = specs.load(rule.name)
+    return specs.format_equations(spec, specs.context(rule), indent="")
+
+
+def symbols(rule, box: str) -> str:
+    """The spec's symbols that the printed equations use, one per line: ``γ  lr``."""
+    table = {k: v for k, v in specs.load(rule.name).symbols.items() if k in box}
+
+    def columns(text):  # combining accents (m̂) take no column
+        return sum(not unicodedata.combining(ch) for ch in text)
+
+    width = max((columns(k) for k in table), default=0)
+    return "\n".join(f"{k}{' ' * (width - columns(k))}  {v}" for k, v in table.items())
 
 
 def run(args) -> int:
@@ -86,8 +103,11 @@ def run(args) -> int:
     print(f"{rule.name}: {cls.title}")
     print(textwrap.fill(f"source: {cls.citation}", 100, subsequent_indent="  "))
     print()
-    print("equations:")
-    print(textwrap.indent(equations(cls), "  "))
+    box = equations(rule)
+    print(f"equations (specs/rules/{rule.name}.toml; trace names on the left):")
+    print(textwrap.indent(box, "  "))
+    print("where:")
+    print(textwrap.indent(symbols(rule, box), "  "))
     print()
     changed = [h.name for h in cls.HYPER if rule.hyper[h.name] != h.default]
     settings = ", ".join(f"{k}={v!r}{'*' if k in changed else ''}" for k, v in rule.hyper.items())

@@ -1,0 +1,47 @@
+"""``refopt vectors --write | --check [--rule R ...]``: the golden vectors under ``specs/vectors``.
+
+``--write`` regenerates the files from the rules; ``--check`` regenerates them in memory and
+compares bytes with the files on disk (CI runs it), naming the first differing case id and
+field.  Exit status: 0 when everything matches (or was written), 1 on any difference, 2 on
+bad usage (an unknown rule, no mode).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .. import vectors
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "vectors",
+        help="write or check the golden vectors (specs/vectors/<rule>.json)",
+        description="Regenerate the golden vectors of every rule (--write), or regenerate them in memory and "
+        "fail on any byte of difference with the files (--check).",
+    )
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--write", action="store_true", help="regenerate and write the files")
+    mode.add_argument("--check", action="store_true", help="regenerate in memory and compare bytes with the files")
+    p.add_argument("--rule", action="append", metavar="R", help="only this rule (repeatable; default: every rule)")
+
+
+def run(args) -> int:
+    selection = args.rule or None
+    if selection is not None:  # unknown names: ValueError -> exit 2 before any work
+        for r in selection:
+            vectors.path(r)
+    if args.write:
+        for target in vectors.write(selection):
+            print(f"wrote {target}")
+        return 0
+    problems = vectors.check(selection)
+    names = selection or vectors.rules.names()
+    if problems:
+        print(f"refopt vectors: {len(problems)} of the vectors differ from what refopt generates:", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+        print("(regenerate with `refopt vectors --write` if the change is intended)", file=sys.stderr)
+        return 1
+    print(f"refopt vectors: {len(names)} file(s) match what refopt generates")
+    return 0
