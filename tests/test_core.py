@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import refopt as ro
+from _variants import rule_cls, variants
 from refopt import _tree as tree
 from refopt.rules._base import Choice, Flag, Int, Pair, Real, Rule, State
 
@@ -29,16 +30,6 @@ STEPS = 6  # past RAdam's warm-up with the "rho>4" threshold (adaptive from t = 
 # ---------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------
-
-
-def rule_cls(name: str) -> type[Rule]:
-    """The rule class, or a skip when its module has not been written yet."""
-    try:
-        return ro.rules.rule_class(name)
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").startswith("refopt.rules."):
-            pytest.skip(f"rule {name!r}: module {exc.name} is not importable yet (being written)")
-        raise
 
 
 def hypers(cls) -> dict:
@@ -52,41 +43,6 @@ def reals(cls) -> dict:
         if isinstance(h, Real):
             out[h.name] = h
     return out
-
-
-def switched_on(h: Real) -> float:
-    """A small positive value inside the range of a Real whose default is 0."""
-    value = 0.1
-    if h.high < value or (h.high == value and h.high_open):
-        value = h.high / 2
-    return value
-
-
-def variants(cls) -> list[tuple[str, dict]]:
-    """(label, hyper-parameters): defaults, each Flag flipped, each other Choice, each 0-default Real on.
-
-    A variant that the rule refuses on its own (nesterov without momentum) is retried with
-    every 0-default Real switched on; if that is refused too it is left out.
-    """
-    on = {h.name: switched_on(h) for h in cls.HYPER if isinstance(h, Real) and h.default == 0}
-    out = [("default", {})]
-    for h in cls.HYPER:
-        if isinstance(h, Flag):
-            out.append((f"{h.name}={not h.default}", {h.name: not h.default}))
-        elif isinstance(h, Choice):
-            out += [(f"{h.name}={c}", {h.name: c}) for c in h.choices if c != h.default]
-        elif isinstance(h, Real) and h.default == 0:
-            out.append((f"{h.name}={on[h.name]}", {h.name: on[h.name]}))
-    kept = []
-    for label, kw in out:
-        for attempt in (kw, {**on, **kw}):
-            try:
-                cls(**attempt)
-            except ValueError:
-                continue
-            kept.append((label if attempt is kw else label + "+on", attempt))
-            break
-    return kept
 
 
 def np_tree(seed: int, shapes, scale: float = 1.0):

@@ -25,19 +25,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import refopt as ro
-from refopt.rules._base import Choice, Flag, Pair, Real, Rule
+from _variants import rule_cls, switched_on, variants
+from refopt.rules._base import Pair, Real
 
 RULES = ro.rules.names()
-
-
-def rule_cls(name: str) -> type[Rule]:
-    """The rule class, or a skip when its module has not been written yet."""
-    try:
-        return ro.rules.rule_class(name)
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").startswith("refopt.rules."):
-            pytest.skip(f"rule {name!r}: module {exc.name} is not importable yet (being written)")
-        raise
 
 
 def declared(cls) -> dict:
@@ -47,36 +38,6 @@ def declared(cls) -> dict:
 def keep_declared(cls, kw: dict) -> dict:
     names = declared(cls)
     return {k: v for k, v in kw.items() if k in names}
-
-
-def switched_on(h: Real) -> float:
-    value = 0.1
-    if h.high < value or (h.high == value and h.high_open):
-        value = h.high / 2
-    return value
-
-
-def variants(cls) -> list[tuple[str, dict]]:
-    """Defaults, each Flag flipped, each other Choice, each 0-default Real switched on (as in test_core)."""
-    on = {h.name: switched_on(h) for h in cls.HYPER if type(h) is Real and h.default == 0}
-    out = [("default", {})]
-    for h in cls.HYPER:
-        if isinstance(h, Flag):
-            out.append((f"{h.name}={not h.default}", {h.name: not h.default}))
-        elif isinstance(h, Choice):
-            out += [(f"{h.name}={c}", {h.name: c}) for c in h.choices if c != h.default]
-        elif type(h) is Real and h.default == 0:
-            out.append((f"{h.name}={on[h.name]}", {h.name: on[h.name]}))
-    kept = []
-    for label, kw in out:
-        for attempt in (kw, {**on, **kw}):
-            try:
-                cls(**attempt)
-            except ValueError:
-                continue
-            kept.append((label, attempt))
-            break
-    return kept
 
 
 def trajectory(rule, p, grads):
