@@ -4,9 +4,9 @@ Every algorithm is a pure function written against the Python array API standard
 code base runs on NumPy, CuPy, array-api-strict, PyTorch and JAX arrays.
 """
 
-from . import diagnostics, functions, presets, rules, transforms
+from . import diagnostics, functions, presets, problems, rules, transforms
 from .run import RunResult, run
 
 __version__ = "0.1.0"
 
-__all__ = ["diagnostics", "functions", "presets", "rules", "run", "RunResult", "transforms", "__version__"]
+__all__ = ["diagnostics", "functions", "presets", "problems", "rules", "run", "RunResult", "transforms", "__version__"]

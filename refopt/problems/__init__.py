@@ -1,0 +1,71 @@
+"""Small learning problems with exact gradients, and the data to train them on.
+
+Models (array API, many parameter vectors at once; shapes in :mod:`refopt.problems._base`)::
+
+    p = refopt.problems.softmax_regression(64, 10, l2=1e-4)     # or mlp(64, 32, 10, activation="relu")
+    theta0 = p.init(seed)                  # float64 NumPy (p.dim,), the same on every machine
+    loss, grad = p.loss_grad(theta, X, y)  # theta (nodes, dim), X (nodes, b, 64), y (nodes, b)
+    acc = p.accuracy(theta, X_test, y_test)
+
+    q = refopt.problems.quadratic_clients(range(10))            # θ_i* = i, A_i = 1 (federated.md §6)
+    q.loss_grad(theta)                     # theta (..., M, d) -> loss (..., M), grad (..., M, d)
+    q.optimum(weights)                     # argmin Σ p_i L_i, closed form (4.5 here)
+
+Data (host side, NumPy)::
+
+    X_tr, y_tr, X_te, y_te = refopt.problems.load_dataset("digits")   # bundled, no download
+    X_tr, y_tr, X_te, y_te = refopt.problems.gaussian_mixture(2000, 20, 10, seed=0)
+    parts = refopt.problems.dirichlet_split(y_tr, nodes=21, alpha=1.0, seed=0)   # MoNNA's procedure
+
+``names()`` / ``get(name, **params)`` build the models by name.
+"""
+
+from __future__ import annotations
+
+from ..rules._base import suggest
+from ._base import Problem
+from ._data import DATASETS, dataset_info, dataset_names, digits_images, gaussian_mixture, load_dataset
+from ._models import MLP, SoftmaxRegression, mlp, softmax_regression
+from ._quadratic import QuadraticClients, quadratic_clients, random_quadratic_clients
+from ._split import SPLIT_METHODS, class_proportions, dirichlet_split
+
+__all__ = [
+    "Problem",
+    "SoftmaxRegression",
+    "MLP",
+    "QuadraticClients",
+    "softmax_regression",
+    "mlp",
+    "quadratic_clients",
+    "random_quadratic_clients",
+    "gaussian_mixture",
+    "load_dataset",
+    "dataset_names",
+    "dataset_info",
+    "digits_images",
+    "DATASETS",
+    "dirichlet_split",
+    "class_proportions",
+    "SPLIT_METHODS",
+    "names",
+    "get",
+]
+
+_BUILDERS = {
+    "softmax_regression": softmax_regression,
+    "mlp": mlp,
+    "quadratic_clients": quadratic_clients,
+    "random_quadratic_clients": random_quadratic_clients,
+}
+
+
+def names() -> list[str]:
+    """Names of the problem builders."""
+    return list(_BUILDERS)
+
+
+def get(name: str, **params) -> Problem:
+    """Build a problem by name, e.g. ``get("mlp", features=64, hidden=32, classes=10)``."""
+    if not isinstance(name, str) or name not in _BUILDERS:
+        raise ValueError(suggest(str(name), list(_BUILDERS), "problem"))
+    return _BUILDERS[name](**params)
