@@ -4,9 +4,23 @@ Every algorithm is a pure function written against the Python array API standard
 code base runs on NumPy, CuPy, array-api-strict, PyTorch and JAX arrays.
 """
 
-from . import diagnostics, functions, presets, problems, rules, transforms
+from . import (
+    aggregators,
+    attacks,
+    collaborative,
+    diagnostics,
+    functions,
+    preaggregators,
+    presets,
+    problems,
+    rules,
+    transforms,
+)
 from .run import RunResult, run
 
 __version__ = "0.1.0"
 
-__all__ = ["diagnostics", "functions", "presets", "problems", "rules", "run", "RunResult", "transforms", "__version__"]
+__all__ = [
+    "aggregators", "attacks", "collaborative", "diagnostics", "functions", "preaggregators", "presets",
+    "problems", "rules", "run", "RunResult", "transforms", "__version__",
+]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import collab as _collab
 from . import explain as _explain
 from . import listing as _listing
 from . import reproduce as _reproduce
@@ -17,6 +18,7 @@ _COMMANDS = {
     "explain": _explain,
     "run": _run,
     "reproduce": _reproduce,
+    "collab": _collab,
     "vectors": _vectors,
     "verify": _verify,
 }

@@ -55,8 +55,8 @@ def _start(function, items, dtype) -> np.ndarray:
 class _Progress:
     """A one-line progress bar on stderr for long runs (only when stderr is a terminal)."""
 
-    def __init__(self, steps: int):
-        self.active = steps >= 2000 and sys.stderr.isatty()
+    def __init__(self, steps: int, threshold: int = 2000):
+        self.active = steps >= threshold and sys.stderr.isatty()
         self.width = 30
 
     def __call__(self, k: int, steps: int) -> None:

@@ -1,0 +1,615 @@
+"""Simulate decentralized learning with Byzantine nodes: D-SGD, MoNNA and the robust baselines.
+
+All honest nodes live in one ``(h, d)`` array; a step is a handful of array operations on it
+(one batched ``problem.loss_grad``, the momentum and half-step updates, one attack call, one
+batched mixing from :mod:`refopt.collaborative.mixing`), never a Python loop over nodes.
+
+Host side: the random draws (mini-batch indices, MoNNA's receive subsets, the attack's
+randomness) come from one ``numpy.random.Generator`` seeded by ``seed`` and are moved to the
+device with ``xp.asarray``; the data split, the topology and the result curves are host NumPy
+arrays too.  This module therefore imports NumPy; the arithmetic of a step is array-API only.
+
+Nodes and indices
+    ``nodes`` = n nodes, of which the **last** ``byzantine`` indices (h, h+1, ..., n−1) are
+    Byzantine and the first h = n − byzantine are honest.  Byzantine nodes hold no data and no
+    model; each step they send the vectors an attack builds from the honest half-step models
+    (omniscient attacker; the same f vectors reach every receiver, as in the MoNNA repo).
+    Ties in nearest-neighbour selection go to the lowest index, hence to honest rows first.
+    ``f`` is the number of Byzantine vectors the robust rules *declare*; it defaults to
+    ``byzantine`` (declared = real, robust-collab.md §0).
+
+One step t (robust-collab.md §1.2, §5), for every honest node i at once::
+
+    g_i   = ∇ℓ(θ_i; batch_i(t))                      (batches drawn with replacement from node i's data)
+    m_i   = β m_i + (1 − β) g_i                       (EMA momentum, dampening = β; m_{-1} = 0)
+    x_i   = θ_i − γ_t m_i                             (half-step)
+    B     = attack(x_H, f)                            ((byzantine, d), sent by nodes h..n−1)
+    θ_i   = MIX_i([x_H; B])                           (the algorithm's mixing over what i received)
+
+Algorithms (the note's §1.5 table; β is the default ``momentum``):
+
+=========  ==============================================  =====
+name       mixing                                          β
+=========  ==============================================  =====
+dsgd       gossip with Metropolis–Hastings weights W        0.99
+monna      NNA, pivot = own half-step                      0.99
+nna        NNA (ablation: no momentum)                     0
+mocwtm     coordinate-wise trimmed mean (f per side)       0.99
+bridge     coordinate-wise trimmed mean                    0
+mogm       geometric median, smoothed Weiszfeld            0.99
+gm         geometric median                                0
+scc        self-centered clipping (τ, 3 iterations)        0.9
+=========  ==============================================  =====
+
+Receive sets (``convention``):
+
+``"all"`` (the paper's synchronous all-to-all): node i receives its own vector and those of
+    its neighbours in ``topology`` (every node on the default complete graph), Byzantine
+    vectors included; NNA averages |R_i| − f of them.  On the complete graph every honest node
+    receives the same set, so the coordinate-wise and geometric-median rules are computed once
+    with :mod:`refopt.aggregators` and shared.
+``"code"`` (the MoNNA repository): |R_i| = n − f: its own vector, a uniformly random subset of
+    n − f − 1 − byzantine other honest vectors (redrawn every step, independently per node; this
+    is n − 2f − 1 when byzantine = f, as in the repo) and all the Byzantine vectors (they always
+    arrive first); NNA averages n − 2f.  Needs the complete graph.
+
+With f = 0 both conventions give every node all n vectors, NNA keeps all of them and MoNNA *is*
+D-SGD with exact averaging (W = 11ᵀ/n) and the same momentum -- the relation the tests check.
+
+Relation to heavy-ball momentum: with m^HB_t = β m^HB_{t−1} + g_t (torch's SGD, no dampening),
+the EMA buffer is m_t = (1 − β) m^HB_t, so this simulator with (γ, β) equals heavy-ball D-SGD
+with learning rate γ(1 − β).
+
+Metrics, all over honest nodes only: ``loss`` (mean mini-batch loss at θ_t, every step),
+``spread`` (V_H = (1/h) Σ ‖θ_i − θ̄_H‖² after mixing, every step), ``drift`` (‖θ̄_H − x̄_H‖²: how
+far the mixing moved the honest mean away from the honest half-step mean, every step), and
+at every evaluation the test ``accuracy`` (mean over honest nodes, also ``accuracy_min`` and
+``accuracy_node0`` -- the MoNNA repo reports node 0) and ``test_loss``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .. import _array
+from ..rules._base import suggest
+from . import mixing
+from .topology import Topology, complete
+
+__all__ = ["simulate", "SimulationResult", "ALGORITHMS", "DEFAULT_MOMENTUM", "CONVENTIONS", "monna_lr"]
+
+#: algorithm -> (mixing kind, default momentum β) (robust-collab.md §1.5)
+ALGORITHMS: dict[str, tuple[str, float]] = {
+    "dsgd": ("gossip", 0.99),
+    "monna": ("nna", 0.99),
+    "nna": ("nna", 0.0),
+    "mocwtm": ("trimmed_mean", 0.99),
+    "bridge": ("trimmed_mean", 0.0),
+    "mogm": ("geometric_median", 0.99),
+    "gm": ("geometric_median", 0.0),
+    "scc": ("clipping", 0.9),
+}
+DEFAULT_MOMENTUM = {name: beta for name, (_, beta) in ALGORITHMS.items()}
+CONVENTIONS = ("all", "code")
+_NEEDS_2F = {"nna", "trimmed_mean"}  # mixings that need |R_i| > 2f
+
+
+def monna_lr(t: int, base: float = 0.75, every: int = 50) -> float:
+    """MoNNA's MNIST schedule γ_t = base / (1 + ⌊t/every⌋) (0.75, 0.375, 0.25, ... every 50 steps)."""
+    return base / (1 + t // every)
+
+
+@dataclass
+class SimulationResult:
+    """Curves and final state of one simulation (host NumPy arrays, float64).
+
+    ``loss``, ``spread``, ``drift``: one value per completed step (index t = step t+1 done);
+    ``eval_steps``: the steps after which the test metrics were taken (0 = the start);
+    ``accuracy``, ``accuracy_min``, ``accuracy_node0``, ``test_loss``: one value per evaluation;
+    ``theta``: the final honest models (h, d) (after divergence: those of the last
+    evaluation); ``diverged_at``: the first step whose honest
+    models were not finite (the curves stop before it), or None.
+    """
+
+    algorithm: str
+    config: dict
+    loss: np.ndarray
+    spread: np.ndarray
+    drift: np.ndarray
+    eval_steps: np.ndarray
+    accuracy: np.ndarray
+    accuracy_min: np.ndarray
+    accuracy_node0: np.ndarray
+    test_loss: np.ndarray
+    theta: np.ndarray
+    diverged_at: int | None
+    seconds: float
+    steps_done: int
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps_done / self.seconds if self.seconds > 0 else math.inf
+
+    @property
+    def final_accuracy(self) -> float:
+        return float(self.accuracy[-1]) if self.accuracy.size else math.nan
+
+    @property
+    def final_loss(self) -> float:
+        return float(self.test_loss[-1]) if self.test_loss.size else math.nan
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (lists of floats; non-finite values as strings)."""
+
+        def clean(a):
+            return [float(v) if math.isfinite(v) else str(float(v)) for v in np.asarray(a, dtype=np.float64).ravel()]
+
+        return {
+            "algorithm": self.algorithm,
+            "config": self.config,
+            "final_accuracy": self.final_accuracy,
+            "final_test_loss": self.final_loss,
+            "final_spread": float(self.spread[-1]) if self.spread.size else None,
+            "final_drift": float(self.drift[-1]) if self.drift.size else None,
+            "diverged_at": self.diverged_at,
+            "steps_per_second": self.steps_per_second,
+            "eval_steps": [int(s) for s in self.eval_steps],
+            "accuracy": clean(self.accuracy),
+            "accuracy_min": clean(self.accuracy_min),
+            "test_loss": clean(self.test_loss),
+            "loss": clean(self.loss),
+            "spread": clean(self.spread),
+            "drift": clean(self.drift),
+        }
+
+    def report(self) -> str:
+        c = self.config
+        head = (
+            f"{self.algorithm} ({c['convention']}) n={c['nodes']} byzantine={c['byzantine']} f={c['f']} "
+            f"attack={c['attack']} β={c['momentum']} steps={self.steps_done}"
+        )
+        tail = f"; diverged at step {self.diverged_at}" if self.diverged_at is not None else ""
+        return (
+            f"{head}: honest accuracy {self.final_accuracy:.4f} (min {float(self.accuracy_min[-1]):.4f}), "
+            f"test loss {self.final_loss:.4g}, spread {float(self.spread[-1]) if self.spread.size else math.nan:.3g}, "
+            f"{self.steps_per_second:.1f} steps/s{tail}"
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# validation helpers
+# ---------------------------------------------------------------------------------------
+
+
+def _int(value, name, low, high=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"simulate: {name} must be an integer >= {low}; got {value!r}")
+    if value < low or (high is not None and value > high):
+        rng = f">= {low}" + (f" and <= {high}" if high is not None else "")
+        raise ValueError(f"simulate: {name} must be an integer {rng}; got {value!r}")
+    return int(value)
+
+
+def _real(value, name, low, high, high_open=True, low_open=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+        raise TypeError(f"simulate: {name} must be a real number; got {value!r}")
+    x = float(value)
+    ok = (x > low if low_open else x >= low) and (x < high if high_open else x <= high)
+    if not ok or not math.isfinite(x):
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ValueError(f"simulate: {name} must be in {lo}{low}, {high}{hi}; got {value!r}")
+    return x
+
+
+def _resolve_namespace(xp):
+    if xp is None:
+        import array_api_compat.numpy as npx
+
+        return npx
+    if isinstance(xp, str):
+        names = {"numpy": "array_api_compat.numpy", "torch": "array_api_compat.torch", "array_api_strict": "array_api_strict", "strict": "array_api_strict", "cupy": "array_api_compat.cupy"}
+        if xp not in names:
+            raise ValueError(f"simulate: {suggest(xp, list(names), 'backend')}")
+        import importlib
+
+        return importlib.import_module(names[xp])
+    return xp
+
+
+def _attack_spec(attack, attack_params, byzantine):
+    """(name, callable or None, kind) where kind is 'model', 'label_flipping' or None."""
+    if attack is None or (isinstance(attack, str) and attack == "none"):
+        if byzantine > 0:
+            raise ValueError(
+                f"simulate: byzantine={byzantine} Byzantine nodes need an attack (what they send); got attack={attack!r}. "
+                "Use byzantine=0 for an attack-free run (the robust rules still declare f, see the f argument)"
+            )
+        return "none", None, None
+    if byzantine == 0:
+        raise ValueError(f"simulate: attack={attack!r} needs byzantine >= 1 Byzantine nodes; got byzantine=0")
+    if callable(attack):
+        return getattr(attack, "__name__", "attack"), attack, "model"
+    if not isinstance(attack, str):
+        raise TypeError(f"simulate: attack must be a name, a callable (honest, f, **params) -> (f, d) or None; got {type(attack).__name__}")
+    if attack == "label_flipping":
+        return attack, None, "label_flipping"
+    from .. import attacks as _attacks  # helper module; imported on use
+
+    known = list(_attacks.names()) if hasattr(_attacks, "names") else [n for n in getattr(_attacks, "__all__", []) if callable(getattr(_attacks, n, None))]
+    name = attack
+    if name == "foe" and "foe" not in known and "ipm" in known:
+        name = "ipm"  # FOE (fall of empires) is IPM: −ε·μ
+    if name not in known:
+        raise ValueError(f"simulate: {suggest(attack, known + ['none', 'label_flipping'], 'attack')}")
+    fn = _attacks.get(name) if hasattr(_attacks, "get") and not callable(getattr(_attacks, name, None)) else getattr(_attacks, name)
+    return attack, fn, "model"
+
+
+def _attack_caller(name, fn, params, rng, defender):
+    """Adapt an attack callable to ``call(honest) -> (f, d)``, feeding it what its signature asks for.
+
+    * ``aggregator``: the defender's own aggregator (``defender``, a callable (n, d) -> (d,)
+      whose output is the honest nodes' mean mixing result), unless ``params`` sets it; an
+      explicit ``aggregator=None`` is refused;
+    * ``rng`` (a numpy Generator) or ``seed`` (an int drawn from it): the simulation's randomness;
+    * ``state``: carried from call to call when the attack returns ``(vectors, state)``.
+    """
+    try:
+        sig = inspect.signature(fn)
+        accepted = set(sig.parameters)
+    except (TypeError, ValueError):
+        accepted = set()
+    params = dict(params)
+    if "aggregator" in accepted:
+        if "aggregator" in params and params["aggregator"] is None:
+            raise ValueError(
+                f"simulate: attack {name!r} optimizes against the defender's aggregator and needs one; got aggregator=None "
+                "(leave it out to attack the simulated algorithm's own mixing)"
+            )
+        params.setdefault("aggregator", defender)
+    unknown = sorted(set(params) - accepted) if accepted and not any(
+        v.kind == v.VAR_KEYWORD for v in inspect.signature(fn).parameters.values()
+    ) else []
+    if unknown:
+        raise ValueError(f"simulate: attack {name!r} takes no parameter {unknown[0]!r} (it takes {', '.join(sorted(accepted))})")
+    holder = {"state": params.pop("state", None)}
+
+    def call(honest, f):
+        kw = dict(params)
+        if "rng" in accepted and "rng" not in kw:
+            kw["rng"] = rng
+        elif "seed" in accepted and "seed" not in kw:
+            kw["seed"] = int(rng.integers(2**31))
+        if "state" in accepted:
+            kw["state"] = holder["state"]
+        out = fn(honest, f, **kw)
+        if isinstance(out, tuple):
+            out, holder["state"] = out
+        return out
+
+    return call
+
+
+# ---------------------------------------------------------------------------------------
+# the simulator
+# ---------------------------------------------------------------------------------------
+
+
+def simulate(
+    algorithm: str,
+    problem: Any,
+    data: Any,
+    *,
+    nodes: int,
+    byzantine: int = 0,
+    attack: Any = None,
+    steps: int = 100,
+    lr: float | Callable[[int], float] = 0.1,
+    momentum: float | None = None,
+    batch_size: int = 25,
+    seed: int = 0,
+    f: int | None = None,
+    convention: str = "all",
+    topology: Topology | None = None,
+    alpha: float | None = None,
+    split: Any = None,
+    attack_params: Mapping[str, Any] | None = None,
+    tau: float = 2.0,
+    clip_iterations: int = 3,
+    nu: float = 0.1,
+    gm_iterations: int = 3,
+    eval_every: int | None = None,
+    eval_size: int | None = 1000,
+    xp: Any = None,
+    dtype: str = "float64",
+    device: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SimulationResult:
+    """Run ``steps`` steps of ``algorithm`` on ``nodes`` nodes (see the module doc for the math).
+
+    ``problem``: an object with ``dim``, ``num_classes``, ``init(seed) -> (dim,)``,
+    ``loss_grad(theta (h, dim), X (h, b, features), y (h, b)) -> ((h,), (h, dim))`` and
+    ``accuracy(theta, X, y) -> (h,)`` (refopt.problems).  ``data``: ``(X_train, y_train, X_test,
+    y_test)`` host arrays.  Node data: ``split`` (h index arrays into the training set), else
+    ``alpha`` (Dirichlet heterogeneity, ``refopt.problems.dirichlet_split`` over the h honest
+    nodes with the simulation seed), else i.i.d. (every honest node samples the whole set).
+    ``lr``: a number or a schedule ``t -> γ_t`` (:func:`monna_lr`).  ``momentum``: β, default
+    the algorithm's (table in the module doc).  ``attack``: ``None``/``"none"``, a name of
+    :mod:`refopt.attacks` (``"foe"`` = ``"ipm"``), ``"label_flipping"`` (the MoNNA repo's
+    model-level version: Byzantine vector = honest half-step mean − γ_t · mean gradient on
+    flipped labels y → K−1−y), or a callable ``(honest, f, **params) -> (f, d)``;
+    ``attack_params`` are passed on.  ``xp``: an array namespace or its name (default NumPy);
+    ``dtype``: "float64" or "float32".
+    """
+    # ---- validation, all before any work ------------------------------------------------
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+        raise ValueError(f"simulate: {suggest(str(algorithm), list(ALGORITHMS), 'algorithm')}")
+    kind, default_beta = ALGORITHMS[algorithm]
+    n = _int(nodes, "nodes", 1)
+    nb = _int(byzantine, "byzantine", 0, n - 1)
+    h = n - nb
+    f = nb if f is None else _int(f, "f", 0)
+    steps = _int(steps, "steps", 0)
+    batch_size = _int(batch_size, "batch_size", 1)
+    seed = _int(seed, "seed", 0)
+    beta = default_beta if momentum is None else _real(momentum, "momentum", 0.0, 1.0)
+    if callable(lr):
+        lr_at = lr
+    else:
+        base_lr = _real(lr, "lr", 0.0, math.inf, low_open=True)
+        lr_at = lambda t: base_lr  # noqa: E731
+    if convention not in CONVENTIONS:
+        raise ValueError(f"simulate: {suggest(str(convention), list(CONVENTIONS), 'convention')}")
+    if dtype not in ("float64", "float32"):
+        raise ValueError(f"simulate: dtype must be 'float64' or 'float32'; got {dtype!r}")
+    tau = _real(tau, "tau", 0.0, math.inf, low_open=True)
+    nu = _real(nu, "nu", 0.0, math.inf, low_open=True)
+    clip_iterations = _int(clip_iterations, "clip_iterations", 1)
+    gm_iterations = _int(gm_iterations, "gm_iterations", 1)
+    eval_every = max(1, steps // 20) if eval_every is None else _int(eval_every, "eval_every", 1)
+    if topology is None:
+        topology = complete(n)
+    if not isinstance(topology, Topology):
+        raise TypeError(f"simulate: topology must be a refopt.collaborative Topology; got {type(topology).__name__}")
+    if topology.n != n:
+        raise ValueError(f"simulate: topology {topology.name} has {topology.n} nodes but nodes={n}")
+    if not topology.is_connected():
+        raise ValueError(f"simulate: topology {topology.name} is not connected; decentralized learning needs a connected graph")
+    if convention == "code" and not topology.is_complete:
+        raise ValueError(f"simulate: convention='code' (n − f received out of an all-to-all broadcast) needs the complete graph; got {topology.name}")
+
+    # receive sets: counts per honest node (own vector included)
+    adj = topology.adjacency
+    received_all = np.array(adj[:h], copy=True)
+    received_all[np.arange(h), np.arange(h)] = True
+    counts = received_all.sum(axis=1) if convention == "all" else np.full(h, n - f)
+    if kind in _NEEDS_2F:
+        rule = {"nna": "NNA", "trimmed_mean": "coordinate-wise trimmed mean"}[kind]
+        bad = np.nonzero(counts <= 2 * f)[0]
+        if convention == "code" and n - f <= 2 * f:
+            raise ValueError(
+                f"simulate: {algorithm} ({rule}, convention='code') needs n − f > 2f received vectors, i.e. n > 3f; got n={n}, f={f}"
+            )
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"simulate: {algorithm} ({rule}) needs more than 2f received vectors at every honest node (n > 2f); "
+                f"got n={int(counts[i])} received at node {i} with f={f}"
+            )
+    others = n - f - 1 - nb  # "code": random other honest vectors received besides the nb Byzantine ones
+    if convention == "code" and others < 0:
+        raise ValueError(
+            f"simulate: convention='code' (n − f received: own + n − f − 1 − byzantine honest others + the byzantine ones) "
+            f"needs n − f − 1 >= byzantine; got n={n}, f={f}, byzantine={nb}"
+        )
+    for attr in ("dim", "num_classes", "init", "loss_grad", "accuracy"):
+        if not hasattr(problem, attr):
+            raise TypeError(f"simulate: problem must have {attr!r} (a refopt.problems Problem); got {type(problem).__name__}")
+    if not isinstance(data, (tuple, list)) or len(data) != 4:
+        raise TypeError("simulate: data must be the tuple (X_train, y_train, X_test, y_test)")
+    X_train, y_train, X_test, y_test = (np.asarray(a) for a in data)
+    if X_train.ndim != 2 or y_train.shape != (X_train.shape[0],) or X_test.ndim != 2 or y_test.shape != (X_test.shape[0],):
+        raise ValueError(
+            f"simulate: data must be X_train (N, features), y_train (N,), X_test (M, features), y_test (M,); got shapes "
+            f"{X_train.shape}, {y_train.shape}, {X_test.shape}, {y_test.shape}"
+        )
+    K = int(problem.num_classes)
+    if split is not None:
+        if len(split) != h:
+            raise ValueError(f"simulate: split must hold one index array per honest node ({h}); got {len(split)}")
+        parts = [np.asarray(s, dtype=np.int64) for s in split]
+    elif alpha is not None:
+        alpha = _real(alpha, "alpha", 0.0, math.inf, low_open=True)
+        from ..problems import dirichlet_split  # helper module; imported on use
+
+        parts = [np.asarray(s, dtype=np.int64) for s in dirichlet_split(y_train, h, alpha, seed)]
+    else:
+        parts = [np.arange(X_train.shape[0], dtype=np.int64)] * h
+    for i, p in enumerate(parts):
+        if p.size == 0:
+            raise ValueError(f"simulate: honest node {i} has no training data in the split")
+        if p.min() < 0 or p.max() >= X_train.shape[0]:
+            raise ValueError(f"simulate: split[{i}] indexes outside the training set of {X_train.shape[0]} rows")
+    name_attack, attack_fn, attack_kind = _attack_spec(attack, attack_params or {}, nb)
+
+    # ---- set-up -------------------------------------------------------------------------
+    xp = _resolve_namespace(xp)
+    dev = device
+    fdt = getattr(xp, dtype)
+    rng = np.random.default_rng(seed)
+
+    def put(a, dt=None):
+        a = np.array(a, copy=True)  # writeable and contiguous (torch refuses read-only buffers)
+        return xp.asarray(a, dtype=dt, device=dev) if dev is not None else xp.asarray(a, dtype=dt)
+
+    Xtr = put(X_train.astype(np.float64), fdt)
+    ytr = put(y_train.astype(np.int64), xp.int64)
+    if eval_size is not None and eval_size < X_test.shape[0]:
+        keep = np.sort(np.random.default_rng(seed + 1).choice(X_test.shape[0], eval_size, replace=False))
+        X_test, y_test = X_test[keep], y_test[keep]
+    E = X_test.shape[0]
+    Xte = put(np.broadcast_to(X_test.astype(np.float64), (h, E, X_test.shape[1])), fdt)
+    yte = put(np.broadcast_to(y_test.astype(np.int64), (h, E)), xp.int64)
+    lengths = np.array([p.size for p in parts], dtype=np.int64)
+    pool = np.zeros((h, int(lengths.max())), dtype=np.int64)
+    for i, p in enumerate(parts):  # host set-up, once
+        pool[i, : p.size] = p
+    rows = np.arange(h)[:, None]
+
+    theta0 = np.asarray(problem.init(seed), dtype=np.float64)
+    if theta0.shape != (int(problem.dim),):
+        raise ValueError(f"simulate: problem.init returned shape {theta0.shape}, expected ({int(problem.dim)},)")
+    theta = put(np.broadcast_to(theta0, (h, theta0.size)), fdt)
+    m = xp.zeros_like(theta)
+    W_h = put(topology.metropolis_hastings_weights()[:h], fdt) if kind == "gossip" else None
+    shared = convention == "all" and topology.is_complete
+    mask_all = put(received_all) if convention == "all" else None
+    F = X_train.shape[1]
+
+    draw_subsets = convention == "code" and others < h - 1
+
+    def receive_mask():
+        if convention == "all":
+            return mask_all
+        if not draw_subsets:  # every other honest vector is received (f = 0): nothing to draw
+            return put(np.ones((h, n), dtype=bool))
+        # own vector + a uniformly random subset of n − f − 1 − byzantine other honest + all Byzantine
+        u = rng.random((h, h))
+        u[np.arange(h), np.arange(h)] = np.inf
+        picked = np.argsort(u, axis=1, kind="stable")[:, :others]
+        mk = np.zeros((h, n), dtype=bool)
+        mk[np.arange(h), np.arange(h)] = True
+        mk[rows, picked] = True
+        mk[:, h:] = True
+        return put(mk)
+
+    def mix(S, mask):
+        if kind == "gossip":
+            return mixing.gossip(W_h, S)
+        if kind == "nna":
+            return mixing.nna(S, mask, f)
+        if shared and kind in ("trimmed_mean", "geometric_median"):
+            from .. import aggregators  # helper module; imported on use
+
+            if kind == "trimmed_mean":
+                v = aggregators.trimmed_mean(S, f)
+            else:
+                v = aggregators.geometric_median(S, nu=nu, iterations=gm_iterations, start=xp.zeros_like(S[0, :]))
+            return xp.broadcast_to(v[None, :], (h, S.shape[1]))
+        if kind == "trimmed_mean":
+            return mixing.trimmed_mean(S, mask, f)
+        if kind == "geometric_median":
+            return mixing.geometric_median(S, mask, nu=nu, iterations=gm_iterations)
+        return mixing.self_centered_clipping(S, mask, tau=tau, iterations=clip_iterations)
+
+    current_mask = {"mask": mask_all}
+
+    def defender(X):
+        """The defender's aggregator as an attack sees it: the honest nodes' mean mixing output."""
+        return xp.mean(mix(X, current_mask["mask"]), axis=0)
+
+    attack_call = None
+    if attack_kind == "model":
+        attack_call = _attack_caller(name_attack, attack_fn, attack_params or {}, rng, defender)
+
+    def flip(y):
+        try:
+            from .. import attacks as _attacks
+
+            return _attacks.label_flipping(y, num_classes=K)
+        except (ImportError, AttributeError):
+            return (K - 1) - y
+
+    config = {
+        "algorithm": algorithm, "nodes": n, "byzantine": nb, "f": f, "attack": name_attack, "steps": steps,
+        "lr": (lr if not callable(lr) else getattr(lr, "__name__", "schedule")), "momentum": beta,
+        "batch_size": batch_size, "seed": seed, "convention": convention, "topology": topology.name,
+        "alpha": alpha, "dtype": dtype,
+    }
+
+    losses, spreads, drifts = [], [], []
+    ev_steps, acc, acc_min, acc0, tloss = [], [], [], [], []
+
+    def evaluate(t):
+        a = _array.to_numpy(problem.accuracy(theta, Xte, yte)).astype(np.float64)
+        lo, _ = problem.loss_grad(theta, Xte, yte)
+        ev_steps.append(t)
+        acc.append(float(a.mean()))
+        acc_min.append(float(a.min()))
+        acc0.append(float(a[0]))
+        tloss.append(float(_array.to_numpy(lo).astype(np.float64).mean()))
+
+    diverged_at = None
+    done = 0
+    last_good = theta
+    start = time.perf_counter()
+    # NumPy backend: a diverging run is detected and reported, not warned about
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        evaluate(0)
+        for t in range(steps):
+            # ---- one step: a fixed number of array operations, whatever the number of nodes ----
+            idx = put(pool[rows, rng.integers(0, lengths[:, None], size=(h, batch_size))].reshape(-1))
+            Xb = xp.reshape(xp.take(Xtr, idx, axis=0), (h, batch_size, F))
+            yb = xp.reshape(xp.take(ytr, idx, axis=0), (h, batch_size))
+            loss, g = problem.loss_grad(theta, Xb, yb)
+            m = g if beta == 0.0 else beta * m + (1.0 - beta) * g
+            gamma = float(lr_at(t))
+            half = theta - gamma * m
+            mask = receive_mask()
+            current_mask["mask"] = mask
+            if attack_kind == "model":
+                B = xp.asarray(attack_call(half, nb), dtype=fdt)
+                S = xp.concat([half, B], axis=0)
+            elif attack_kind == "label_flipping":
+                _, g_flip = problem.loss_grad(theta, Xb, flip(yb))
+                b = xp.mean(half, axis=0) - gamma * xp.mean(g_flip, axis=0)
+                S = xp.concat([half, xp.broadcast_to(b[None, :], (nb, b.shape[0]))], axis=0)
+            else:
+                S = half
+            theta = mix(S, mask)
+            mean_theta = xp.mean(theta, axis=0)
+            losses.append(xp.mean(loss))
+            spreads.append(xp.mean(xp.sum((theta - mean_theta) ** 2, axis=1)))
+            drifts.append(xp.sum((mean_theta - xp.mean(half, axis=0)) ** 2))
+            done = t + 1
+            if progress is not None:
+                progress(done, steps)
+            if done % eval_every == 0 or done == steps:
+                sp = _array.to_numpy(xp.stack(spreads[-eval_every:]))
+                if not np.all(np.isfinite(sp)):
+                    bad = done - sp.size + int(np.nonzero(~np.isfinite(sp))[0][0])
+                    diverged_at = bad + 1
+                    del losses[bad:], spreads[bad:], drifts[bad:]
+                    done = bad
+                    break
+                evaluate(done)
+                last_good = theta
+        seconds = time.perf_counter() - start
+
+    def host(vals):
+        return _array.to_numpy(xp.stack(vals)).astype(np.float64) if vals else np.zeros(0)
+
+    return SimulationResult(
+        algorithm=algorithm,
+        config=config,
+        loss=host(losses),
+        spread=host(spreads),
+        drift=host(drifts),
+        eval_steps=np.asarray(ev_steps, dtype=np.int64),
+        accuracy=np.asarray(acc),
+        accuracy_min=np.asarray(acc_min),
+        accuracy_node0=np.asarray(acc0),
+        test_loss=np.asarray(tloss),
+        theta=_array.to_numpy(last_good).astype(np.float64),
+        diverged_at=diverged_at,
+        seconds=seconds,
+        steps_done=done,
+    )
