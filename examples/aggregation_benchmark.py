@@ -84,6 +84,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=1, help="best of this many refopt runs")
     p.add_argument("--iterations", type=int, default=3, help="Weiszfeld steps (ByzFL default 3)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--simulator-steps", type=int, default=200, help="steps for the simulator rate (0: skip)")
     a = p.parse_args(argv)
 
     rng = np.random.default_rng(a.seed)
@@ -119,7 +120,28 @@ def main(argv=None) -> int:
 
     t_ref, D = timed(lambda: A.pairwise_sq_distances(X), a.repeat)
     print(f"(pairwise_sq_distances alone: {t_ref:.3f} s)")
+    if a.simulator_steps:
+        simulator_rate(a.simulator_steps)
     return 0 if all_ok else 1
+
+
+def simulator_rate(steps: int) -> None:
+    """Steps per second of the collaborative simulator at the MoNNA paper's size (26 nodes, 5 Byzantine)."""
+    from refopt import problems
+    from refopt.collaborative import monna_lr, simulate
+
+    data = problems.load_dataset("digits")
+    problem = problems.softmax_regression(data[0].shape[1], 10)
+    print(f"\ncollaborative simulator, 26 nodes (5 Byzantine), softmax regression on digits, {steps} steps")
+    for label, algorithm, attack, params in (
+        ("dsgd, no attack", "dsgd", None, None),
+        ("monna, sign flipping", "monna", "sign_flipping", None),
+        ("monna, line-searched ALIE", "monna", "optimal_monna", {"attack": "alie"}),
+    ):
+        byz = 0 if attack is None else 5
+        r = simulate(algorithm, problem, data, nodes=26, byzantine=byz, attack=attack, attack_params=params,
+                     steps=steps, lr=monna_lr, alpha=1.0, seed=0, eval_every=steps)
+        print(f"  {label:<28}{r.steps_per_second:10.0f} steps/s")
 
 
 if __name__ == "__main__":
