@@ -35,6 +35,9 @@ def add_parser(sub) -> None:
     p.add_argument("--no-plots", action="store_true", help="print the tables only")
     p.add_argument("--seeds", type=int, default=3, help="monna: seeds per configuration (default 3; the paper used 5)")
     p.add_argument("--steps", type=int, default=600, help="monna: steps per run (default 600, the paper's MNIST)")
+    p.add_argument("--convention", choices=("all", "code"), default="all",
+                   help="monna: receive sets of the paper's algorithm (all-to-all) or of its code (n-f received), "
+                   "which produced the paper's figures")
 
 
 @dataclass
@@ -336,7 +339,7 @@ MONNA_ALGORITHMS = ("monna", "nna", "mocwtm", "bridge")
 MONNA_ATTACKS = ("alie", "foe", "sign_flipping", "label_flipping")
 
 
-def monna_experiment(out: str | None, seeds: int = 3, steps: int = 600) -> Outcome:
+def monna_experiment(out: str | None, seeds: int = 3, steps: int = 600, convention: str = "all") -> Outcome:
     from .. import problems
     from ..collaborative import monna_lr, simulate
     from .collab import ATTACKS
@@ -345,7 +348,8 @@ def monna_experiment(out: str | None, seeds: int = 3, steps: int = 600) -> Outco
         raise ValueError(f"--seeds and --steps must be positive; got {seeds} and {steps}")
     data = problems.load_dataset("digits")
     problem = problems.softmax_regression(data[0].shape[1], 10)
-    common = dict(nodes=26, steps=steps, lr=monna_lr, alpha=1.0, batch_size=25, eval_every=max(1, steps // 30))
+    common = dict(nodes=26, steps=steps, lr=monna_lr, alpha=1.0, batch_size=25, eval_every=max(1, steps // 30),
+                  convention=convention)
 
     def final(algorithm, attack):
         name, params = ATTACKS[attack]
@@ -390,7 +394,8 @@ def monna_experiment(out: str | None, seeds: int = 3, steps: int = 600) -> Outco
     ]
     outcome = Outcome(
         "MoNNA (Farhadkhani et al., ICML 2023): robust collaborative learning under attack",
-        f"protocol: the paper's MNIST grid at CPU size ({seeds} seed(s), {steps} steps; see notes)", rows, notes)
+        f"protocol: the paper's MNIST grid at CPU size ({seeds} seed(s), {steps} steps, receive sets "
+        f"'{convention}'; see notes)", rows, notes)
     if out:
         plt = pyplot()
         fig, axes = plt.subplots(1, len(MONNA_ATTACKS), figsize=(16, 4), sharey=True)
@@ -432,7 +437,10 @@ def run(args) -> int:
     failed = []
     for name in chosen:
         start = time.perf_counter()
-        outcome = RUNNERS[name](out, seeds=args.seeds, steps=args.steps) if name in SLOW else RUNNERS[name](out)
+        if name in SLOW:
+            outcome = RUNNERS[name](out, seeds=args.seeds, steps=args.steps, convention=args.convention)
+        else:
+            outcome = RUNNERS[name](out)
         print(outcome.render())
         print(f"  ({time.perf_counter() - start:.1f} s)\n")
         if not outcome.passed:
