@@ -7,6 +7,7 @@ import sys
 
 from . import collab as _collab
 from . import explain as _explain
+from . import fed as _fed
 from . import listing as _listing
 from . import reproduce as _reproduce
 from . import run as _run
@@ -19,6 +20,7 @@ _COMMANDS = {
     "run": _run,
     "reproduce": _reproduce,
     "collab": _collab,
+    "fed": _fed,
     "vectors": _vectors,
     "verify": _verify,
 }

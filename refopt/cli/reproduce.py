@@ -20,6 +20,7 @@ from ._plot import contour, have_matplotlib, pyplot
 
 EXPERIMENTS = ("diffgrad", "adabelief", "clipping")  # "all": the toy experiments, under a minute
 SLOW = ("monna",)  # minutes: run by name
+OTHERS = ("fedfix",)  # run by name
 
 
 def add_parser(sub) -> None:
@@ -29,8 +30,9 @@ def add_parser(sub) -> None:
         description="Rerun each paper's toy experiment with its published protocol, print the paper's "
         "reported outcome beside refopt's, and write plots when matplotlib is installed.",
     )
-    p.add_argument("experiment", nargs="?", default="all", choices=(*EXPERIMENTS, *SLOW, "all"),
-                   help="all = diffgrad, adabelief and clipping (under a minute); monna runs by name (minutes)")
+    p.add_argument("experiment", nargs="?", default="all", choices=(*EXPERIMENTS, *SLOW, *OTHERS, "all"),
+                   help="all = diffgrad, adabelief and clipping (under a minute); monna (minutes) and fedfix run "
+                   "by name")
     p.add_argument("--out", metavar="DIR", default="refopt-reproduce", help="folder for the plots (default ./refopt-reproduce)")
     p.add_argument("--no-plots", action="store_true", help="print the tables only")
     p.add_argument("--seeds", type=int, default=3, help="monna: seeds per configuration (default 3; the paper used 5)")
@@ -422,8 +424,14 @@ def _save(fig, out: str, name: str) -> str:
     return path
 
 
+def _fedfix(out):
+    from .fed import fedfix_experiment
+
+    return fedfix_experiment(out)
+
+
 RUNNERS = {"diffgrad": diffgrad_experiment, "adabelief": adabelief_experiment, "clipping": clipping_experiment,
-           "monna": monna_experiment}
+           "monna": monna_experiment, "fedfix": _fedfix}
 
 
 def run(args) -> int:
