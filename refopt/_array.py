@@ -29,7 +29,10 @@ __all__ = [
     "is_array",
     "is_real_floating",
     "is_scalar",
+    "HostGenerator",
+    "from_host",
     "host_float64",
+    "host_generator",
     "host_power",
     "host_where",
     "lift",
@@ -130,6 +133,39 @@ def host_power(base: Any, exponent: int) -> Any:
         out = np.frompyfunc(pow, 2, 1)(base, exponent).astype(np.float64)
         return out.reshape(base.shape)
     return base**exponent
+
+
+HostGenerator = np.random.Generator
+"""Type of the host random generators that seeded algorithms draw from."""
+
+
+def host_generator(seed: Any = None, rng: Any = None, where: str = "") -> np.random.Generator:
+    """The host generator for a seeded draw: ``default_rng(seed)`` or the ``rng`` given (exactly one).
+
+    Array libraries share no random API, so refopt draws on the host and moves the values with
+    :func:`from_host`; a seed gives the same draw on every backend.
+    """
+    if rng is not None and seed is not None:
+        raise ValueError(f"{where}: give either seed= or rng=, not both")
+    if rng is not None:
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"{where}: rng must be a numpy.random.Generator; got {type(rng).__name__}")
+        return rng
+    if seed is None:
+        raise ValueError(
+            f"{where} is random: pass seed=<int> (the same draw every call) or "
+            "rng=<numpy.random.Generator> (a fresh draw each call)"
+        )
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise TypeError(f"{where}: seed must be a non-negative int; got {seed!r}")
+    return np.random.default_rng(int(seed))
+
+
+def from_host(values: Any, like: Any, dtype: Any = None) -> Any:
+    """Host values (a NumPy array or nested lists) as an array next to ``like``: its namespace and
+    device, and its dtype unless ``dtype`` is given (rounded once)."""
+    xp = array_api_compat.array_namespace(like)
+    return xp.asarray(np.array(values, copy=True), dtype=like.dtype if dtype is None else dtype, device=device(like))
 
 
 def host_where(cond: Any, a: Any, b: Any) -> Any:

@@ -23,9 +23,10 @@ of the MoNNA code).  ``f = 0`` gives a ``(0, d)`` array.  Notation: μ = honest 
 =========================  ==============================================================
 
 Array API only through :func:`refopt._array.namespace`; float32 in -> float32 out; no write into
-the inputs.  This module imports NumPy for the host side only: seeded draws (``gaussian``, the
-mimic heuristic's start vector) are made by a ``numpy.random.Generator`` and moved next to the
-honest vectors, and ``dissensus`` reads its small (n, n) mixing matrix on the host.
+the inputs.  Seeded draws (``gaussian``, the mimic heuristic's start vector) come from a host
+``numpy.random.Generator`` (:func:`refopt._array.host_generator`) and are moved next to the honest
+vectors (:func:`refopt._array.from_host`); ``dissensus`` reads its small (n, n) mixing matrix on the
+host in float64.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any, Callable, Sequence
 
-import numpy as np
 
 from refopt import _array
 from refopt.preaggregators import as_stack, check_int, check_real, compose
@@ -273,14 +273,12 @@ def mimic_heuristic(
         raise ValueError(f"mimic_heuristic: state was built for vectors of shape {tuple(state.mu.shape)}; got d={d}")
     if state.target is not None and state.target >= h:
         raise ValueError(f"mimic_heuristic: state.target={state.target} is not an index of the {h} honest vectors")
-    dev = _array.device(H)
     t, mu, z, target = state.t, state.mu, state.z, state.target
     avg = _mean(xp, H)
     if t < warmup:
         if t == 0:
             mu = avg
-            z0 = np.random.default_rng(seed).standard_normal(d)
-            z = xp.asarray(z0, dtype=H.dtype, device=dev)
+            z = _array.from_host(_array.host_generator(seed, None, "mimic_heuristic").standard_normal(d), H)
             D = H - mu[None, :]
             c = xp.sum(D * xp.matmul(D, z)[:, None], axis=0)
             z = _unit(xp, c, _unit(xp, z, z))
@@ -322,7 +320,7 @@ def gaussian(
     mean: float = 0.0,
     std: float = 1.0,
     seed: int | None = None,
-    rng: np.random.Generator | None = None,
+    rng: Any = None,
     independent: bool = False,
 ) -> Any:
     """Gaussian noise N(mean, std²)^d (ByzFL ``Gaussian(mu=0, sigma=1)``).
@@ -338,8 +336,7 @@ def gaussian(
     std = check_real(std, "gaussian", "std", nonneg=True)
     gen = _generator(seed, rng, "gaussian")
     rows = f if independent else 1
-    draw = gen.normal(mean, std, size=(rows, d)) if f else np.zeros((0, d))
-    out = xp.asarray(draw, dtype=H.dtype, device=_array.device(H))
+    out = _array.from_host(gen.normal(mean, std, size=(rows if f else 0, d)), H)
     return out if independent or f == 0 else _tile(xp, out[0, :], f)
 
 
@@ -611,14 +608,14 @@ def dissensus(
     where = "dissensus"
     xp, H, h, d, f = _honest(honest, f, where)
     eps = check_real(epsilon, where, "epsilon")
-    if isinstance(weights, np.ndarray) or _array.is_array(weights):
-        W = _array.to_numpy(weights).astype(np.float64)
+    if _array.is_array(weights):
+        W = _array.host_float64(weights, f"{where}: weights")  # host float64 bookkeeping
     else:
         raise TypeError(f"{where}: weights must be an (n, n) array (the mixing matrix); got {type(weights).__name__}")
     n = h + f
     if W.shape != (n, n):
         raise ValueError(f"{where}: weights must have shape (n, n) = ({n}, {n}) for h={h} honest and f={f} Byzantine nodes; got {W.shape}")
-    if not np.all(np.isfinite(W)) or np.any(W < 0):
+    if _array.first_violation(W, W >= 0) is not None:
         raise ValueError(f"{where}: weights must be finite and non-negative")
     if byzantine is None:
         byz = list(range(h, n))
@@ -627,13 +624,12 @@ def dissensus(
         if len(byz) != f or len(set(byz)) != f or any(b >= n for b in byz):
             raise ValueError(f"{where}: byzantine must be {f} distinct node indices in [0, {n - 1}]; got {list(byzantine)}")
     hon = [i for i in range(n) if i not in set(byz)]
-    Whh = W[np.ix_(hon, hon)]
-    wb = W[np.ix_(hon, byz)].sum(axis=1) if f else np.zeros(h)
-    dev = _array.device(H)
-    A = xp.asarray(Whh, dtype=H.dtype, device=dev)
-    rs = xp.asarray(Whh.sum(axis=1), dtype=H.dtype, device=dev)
+    Whh = W[hon][:, hon]
+    wb = W[hon][:, byz].sum(axis=1)  # zeros when f = 0
+    A = _array.from_host(Whh, H)
+    rs = _array.from_host(Whh.sum(axis=1), H)
     has = wb > 0
-    inv = xp.asarray(np.where(has, 1.0 / np.where(has, wb, 1.0), 0.0), dtype=H.dtype, device=dev)
+    inv = _array.from_host(_array.host_where(has, 1.0 / _array.host_where(has, wb, 1.0), 0.0), H)
     pull = xp.matmul(A, H) - H * rs[:, None]
     return H - pull * (inv * eps)[:, None]
 

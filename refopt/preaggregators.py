@@ -31,8 +31,8 @@ Conventions (contract of issue 5 and note §7):
   exact for close vectors).  A vector holding a NaN or an infinity is infinitely far from every
   other vector; ties are broken by the lowest index (stable sort).
 * Randomness (bucketing) comes only from an explicit seed or ``numpy.random.Generator``: the
-  permutation is drawn on the host and moved next to ``X``.  That is why this module imports
-  NumPy (only for the generator; no array arithmetic is done in NumPy).
+  permutation is drawn on the host (:func:`refopt._array.host_generator`) and moved next to ``X``
+  (:func:`refopt._array.from_host`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ import math
 import numbers
 from typing import Any, Callable
 
-import numpy as np
 
 from refopt import _array
 
@@ -97,7 +96,7 @@ def as_stack(X: Any, where: str, name: str = "X", min_rows: int = 1):
 
 def check_int(value: Any, where: str, name: str, low: int = 0) -> int:
     """A Python int ≥ ``low`` (NumPy integers accepted, bools and floats refused)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+    if _array.is_bool(value) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{where}: {name} must be an int >= {low}; got {value!r} ({type(value).__name__})")
     value = int(value)
     if value < low:
@@ -107,7 +106,7 @@ def check_int(value: Any, where: str, name: str, low: int = 0) -> int:
 
 def check_real(value: Any, where: str, name: str, *, positive: bool = False, nonneg: bool = False) -> float:
     """A finite Python float (NumPy scalars become Python floats: weak, never promote float32)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if _array.is_bool(value) or not isinstance(value, numbers.Real):
         raise TypeError(f"{where}: {name} must be a real number; got {value!r} ({type(value).__name__})")
     x = float(value)
     if not math.isfinite(x):
@@ -206,23 +205,13 @@ def nnm(X: Any, f: int) -> Any:
 # ---------------------------------------------------------------------------------------
 
 
-def _generator(seed: Any, rng: Any, where: str) -> np.random.Generator:
-    if rng is not None and seed is not None:
-        raise ValueError(f"{where}: give either seed= or rng=, not both")
-    if rng is not None:
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"{where}: rng must be a numpy.random.Generator; got {type(rng).__name__}")
-        return rng
-    if seed is None:
-        raise ValueError(
-            f"{where} is random: pass seed=<int> (same permutation every call) or "
-            "rng=<numpy.random.Generator> (a fresh draw each call)"
-        )
-    seed = check_int(seed, where, "seed")
-    return np.random.default_rng(seed)
+def _generator(seed: Any, rng: Any, where: str) -> Any:
+    if seed is not None:
+        seed = check_int(seed, where, "seed")
+    return _array.host_generator(seed, rng, where)
 
 
-def bucketing(X: Any, s: int, *, seed: int | None = None, rng: np.random.Generator | None = None) -> Any:
+def bucketing(X: Any, s: int, *, seed: int | None = None, rng: Any = None) -> Any:
     """Bucketing (Karimireddy, He & Jaggi, ICLR 2022; ByzFL ``Bucketing(s)``; note §3.1).
 
     Draw a random permutation π of 0..n−1, cut π into consecutive buckets of s indices (the last
@@ -243,7 +232,7 @@ def bucketing(X: Any, s: int, *, seed: int | None = None, rng: np.random.Generat
     s = check_int(s, "bucketing", "s", low=1)
     gen = _generator(seed, rng, "bucketing")
     perm = gen.permutation(n)
-    idx = xp.asarray(np.asarray(perm, dtype=np.int64), device=_array.device(X))
+    idx = _array.from_host(perm, X, dtype=xp.int64)
     P = xp.take(X, idx, axis=0)
     full = n // s
     parts = []
