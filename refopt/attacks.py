@@ -459,6 +459,30 @@ def _defender(aggregator, preaggregators, f, where):
     return compose(*pre, aggregator=aggregator, f=f)
 
 
+def _line_searched(xp, H, f, kind, defender, search, start, return_factor, where):
+    """f copies of the vector v(s) whose factor s the line ``search`` picks to maximise the damage.
+
+    Directions: "ipm" v = −s·μ; "alie" v = μ + s·σ (ddof = 1); "foe" v = μ − s·μ = (1 − s)·μ; or a
+    callable ``(honest, s) -> (d,)``.  With f = 0 there is nothing to send and s = ``start``.
+    """
+    mu = _mean(xp, H)
+    if kind == "ipm":
+        make = lambda s: mu * (-s)  # noqa: E731
+    elif kind == "alie":
+        sigma = _std(xp, H, 1, where)
+        make = lambda s: mu + sigma * s  # noqa: E731
+    elif kind == "foe":
+        make = lambda s: mu - mu * s  # noqa: E731
+    else:
+        make = lambda s: kind(H, s)  # noqa: E731
+    if f == 0:
+        out = _tile(xp, mu, 0)
+        return (out, start) if return_factor else out
+    s = search(_objective(xp, H, mu, f, defender, make, where))
+    out = _tile(xp, make(s), f)
+    return (out, s) if return_factor else out
+
+
 def optimal_byzfl(
     honest: Any,
     f: int,
@@ -504,20 +528,8 @@ def optimal_byzfl(
     ratio = check_real(ratio, where, "ratio")
     if not 0.5 < ratio < 1.0:
         raise ValueError(f"{where}: ratio must be in (0.5, 1); got {ratio!r}")
-    mu = _mean(xp, H)
-    if kind == "ipm":
-        make = lambda tau: mu * (-tau)  # noqa: E731
-    elif kind == "alie":
-        sigma = _std(xp, H, 1, where)
-        make = lambda tau: mu + sigma * tau  # noqa: E731
-    else:
-        make = lambda tau: kind(H, tau)  # noqa: E731
-    if f == 0:
-        out = _tile(xp, mu, 0)
-        return (out, start) if return_factor else out
-    tau = line_search_byzfl(_objective(xp, H, mu, f, defender, make, where), evals=evals, start=start, delta=delta, ratio=ratio)
-    out = _tile(xp, make(tau), f)
-    return (out, tau) if return_factor else out
+    search = lambda objective: line_search_byzfl(objective, evals=evals, start=start, delta=delta, ratio=ratio)  # noqa: E731
+    return _line_searched(xp, H, f, kind, defender, search, start, return_factor, where)
 
 
 def optimal_monna(
@@ -558,22 +570,8 @@ def optimal_monna(
     ratio = check_real(ratio, where, "ratio")
     if not 0.5 < ratio < 1.0:
         raise ValueError(f"{where}: ratio must be in (0.5, 1); got {ratio!r}")
-    mu = _mean(xp, H)
-    if kind == "alie":
-        sigma = _std(xp, H, 1, where)
-        make = lambda s: mu + sigma * s  # noqa: E731
-    elif kind == "foe":
-        make = lambda s: mu - mu * s  # noqa: E731
-    elif kind == "ipm":
-        make = lambda s: mu * (-s)  # noqa: E731
-    else:
-        make = lambda s: kind(H, s)  # noqa: E731
-    if f == 0:
-        out = _tile(xp, mu, 0)
-        return (out, start) if return_factor else out
-    s = line_search_monna(_objective(xp, H, mu, f, defender, make, where), evals=evals, start=start, delta=delta, ratio=ratio)
-    out = _tile(xp, make(s), f)
-    return (out, s) if return_factor else out
+    search = lambda objective: line_search_monna(objective, evals=evals, start=start, delta=delta, ratio=ratio)  # noqa: E731
+    return _line_searched(xp, H, f, kind, defender, search, start, return_factor, where)
 
 
 # ---------------------------------------------------------------------------------------
