@@ -9,6 +9,7 @@ from . import (
     attacks,
     collaborative,
     diagnostics,
+    fast,
     federated,
     functions,
     preaggregators,
@@ -22,6 +23,6 @@ from .run import RunResult, run
 __version__ = "0.1.0"
 
 __all__ = [
-    "aggregators", "attacks", "collaborative", "diagnostics", "federated", "functions", "preaggregators", "presets",
+    "aggregators", "attacks", "collaborative", "diagnostics", "fast", "federated", "functions", "preaggregators", "presets",
     "problems", "rules", "run", "RunResult", "transforms", "__version__",
 ]

@@ -85,6 +85,41 @@ def namespace(*arrays: Any, what: str = "arrays"):
         ) from None
 
 
+def backend_name(xp: Any) -> str:
+    """The library behind an array-API namespace: numpy, cupy, torch, jax, array_api_strict, ..."""
+    for name in ("numpy", "cupy", "torch", "jax", "array_api_strict", "dask"):
+        if getattr(array_api_compat, f"is_{name}_namespace")(xp):
+            return name
+    return getattr(xp, "__name__", type(xp).__name__)
+
+
+def as_array(x: Any) -> Any:
+    """``x`` as an array: NumPy turns 0-D results into NumPy scalars, which are not arrays."""
+    if isinstance(x, np.generic):
+        return np.asarray(x)
+    return x
+
+
+def writable_contiguous(x: Any) -> bool:
+    """True for a C-contiguous array that may be written (NumPy's flags; CuPy's)."""
+    flags = getattr(x, "flags", None)
+    if flags is None:
+        return False
+    return bool(flags.c_contiguous) and bool(getattr(flags, "writeable", True))
+
+
+def may_share_memory(a: Any, b: Any) -> bool:
+    """Whether two NumPy or CuPy arrays may overlap in memory (bounds check, no false negatives)."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return bool(np.may_share_memory(a, b))
+    module = array_api_compat.array_namespace(a)
+    if array_api_compat.is_cupy_namespace(module):
+        import cupy
+
+        return bool(cupy.may_share_memory(a, b))
+    return a is b
+
+
 def device(x: Any):
     """The device of ``x`` (``"cpu"`` for NumPy)."""
     return array_api_compat.device(x)

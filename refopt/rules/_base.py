@@ -387,7 +387,7 @@ class Rule:
             self._check_float(xp, p, path)
         self._check_hyper_shapes(leaves, paths)
         slots = {
-            name: _tree.unflatten(structure, [self._init_slot(xp, name, p) for p in leaves])
+            name: _tree.unflatten(structure, [_array.as_array(self._init_slot(xp, name, p)) for p in leaves])
             for name in self.slots()
         }
         return State(self.family or self.name, 0, MappingProxyType(slots))
@@ -504,6 +504,10 @@ class Rule:
         for i, (p, g, s) in enumerate(zip(ps, gs, slots)):
             c = self._coefficients(p, t, scalars, extras[i] if extras is not None else None, tracing)
             p_new, s_new, tr = self._leaf(xp, p, g, s, c)
+            if p.ndim == 0:  # NumPy computes on 0-D arrays into NumPy scalars: keep them arrays
+                p_new = _array.as_array(p_new)
+                s_new = {k: _array.as_array(v) for k, v in s_new.items()}
+                tr = {k: _array.as_array(v) for k, v in tr.items()}
             new_p.append(p_new)
             new_s.append(s_new)
             traces.append(tr)

@@ -1,0 +1,320 @@
+"""The fast paths (refopt.fast) against the reference: bit for bit on NumPy, vectors, the CUDA source.
+
+* NumPy: for every rule with a fast path and every option variant, float32 and float64,
+  several steps on arrays whose size leaves a partial last block, several leaves, block and
+  thread counts that cut the arrays differently: the result equals ``rule.step`` exactly.
+* The golden vectors (specs/vectors) replayed through the fast path with ``refopt.verify``.
+* The CUDA kernel body, compiled as C++ with the host compiler (no FMA contraction) and run
+  on the same inputs: equal to the reference bit for bit for rules without exp, within a few
+  ulp for diffGrad -- a check of the printed kernel that needs no GPU.
+* CuPy itself, when a GPU answers: fma=False equal to the reference, fma=True within the
+  vectors' tolerance.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import refopt as ro
+import refopt.fast as fast
+import refopt.verify
+from refopt.fast import _cupy
+from refopt.fast._trace import NotElementwise, trace_leaf
+
+from _variants import rule_cls, variants
+
+FAST_RULES = ["sgd", "adam", "adamw", "amsgrad", "radam", "adabelief", "diffgrad", "rmsprop", "adagrad",
+              "adadelta", "lion", "signsgd"]
+EXP_RULES = {"diffgrad"}  # exp is not correctly rounded: compiled kernels meet these within a few ulp
+
+
+def _variant_cases():
+    out = []
+    for name in FAST_RULES:
+        for label, kw in variants(rule_cls(name)):
+            out.append(pytest.param(name, kw, id=f"{name}-{label}"))
+    return out
+
+
+def _trees(rng, dtype, steps):
+    shapes = {"w": (3, 1111), "b": (7,), "scalar": ()}
+    params = {k: np.asarray(rng.standard_normal(s), dtype=dtype) for k, s in shapes.items()}
+    grads = [{k: np.asarray(rng.standard_normal(s) * 10.0 ** rng.integers(-3, 3), dtype=dtype) for k, s in shapes.items()}
+             for _ in range(steps)]
+    for g in grads[1::3]:  # exact zeros and repeated gradients exercise the edge branches
+        g["w"][0, :17] = 0
+    return params, grads
+
+
+def _same(a, b):
+    return all(np.array_equal(x, y, equal_nan=True) for x, y in zip(ro._tree.flatten(a, "a")[0], ro._tree.flatten(b, "b")[0]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name, kw", _variant_cases())
+def test_numpy_fast_path_equals_the_reference_bit_for_bit(name, kw, dtype):
+    rule = ro.rules.get(name, **kw)
+    rng = np.random.default_rng(abs(hash((name, str(kw)))) % 2**32)
+    params, grads = _trees(rng, dtype, steps=6)
+    fused = fast.fused(rule, block=1024, threads=3)  # 3333 elements: 4 blocks, the last partial
+    p_ref = p_fast = params
+    s_ref = s_fast = rule.init(params)
+    for g in grads:
+        p_ref, s_ref = rule.step(p_ref, g, s_ref)
+        p_fast, s_fast = fused.step(p_fast, g, s_fast)
+        assert p_fast["w"].dtype == dtype
+        assert _same(p_ref, p_fast), f"params differ at t={s_ref.t}"
+        for slot in s_ref.slots:
+            assert _same(s_ref.slots[slot], s_fast.slots[slot]), f"slot {slot} differs at t={s_ref.t}"
+        assert s_fast.t == s_ref.t and s_fast.rule == s_ref.rule
+
+
+@pytest.mark.parametrize("block, threads", [(1024, 1), (2048, 2), (1 << 16, 4)])
+def test_block_and_thread_counts_change_no_bit(block, threads):
+    rule = ro.rules.adabelief(lr=0.01, weight_decay=0.1, amsgrad=True)
+    rng = np.random.default_rng(3)
+    p = rng.standard_normal(10_007).astype(np.float32)
+    state = rule.init(p)
+    ref = rule.step(p, rng.standard_normal(10_007).astype(np.float32), state)
+    g = rng.standard_normal(10_007).astype(np.float32)
+    want = rule.step(ref[0], g, ref[1])
+    got = fast.fused(rule, block=block, threads=threads).step(ref[0], g, ref[1])
+    assert np.array_equal(want[0], got[0]) and all(np.array_equal(want[1].slots[k], got[1].slots[k]) for k in want[1].slots)
+
+
+def test_inputs_are_not_modified_and_out_buffers_are_used():
+    rule = ro.rules.adam(lr=0.1)
+    fused = fast.fused(rule, block=1024)
+    rng = np.random.default_rng(5)
+    p = rng.standard_normal(5000)
+    g = rng.standard_normal(5000)
+    for a in (p, g):
+        a.flags.writeable = False  # a write into an input would raise
+    state = fused.init(p)
+    p1, s1 = fused.step(p, g, state)
+    p2, s2 = fused.step(p1, g, s1)
+    p3, s3 = fused.step(p2, g, s2, out=(p1, s1))  # p1, s1 are no longer needed: reuse them
+    assert p3 is p1 and s3.slots["m"] is s1.slots["m"] and s3.t == 3
+    want = rule.step(p2, g, s2)
+    assert np.array_equal(p3, want[0])
+    with pytest.raises(ValueError, match="shares memory"):
+        fused.step(p3, g, s3, out=(p3, s2))
+    with pytest.raises(TypeError, match="out must be"):
+        fused.step(p3, g, s3, out=p2)
+
+
+def test_golden_vectors_pass_through_the_fast_path():
+    """specs/vectors replayed with refopt.verify, with the fast path as the implementation."""
+    for name in ["sgd", "adam", "adabelief", "diffgrad", "radam", "rmsprop", "lion"]:
+
+        def make(**hyper):
+            rule = ro.rules.get(name, **hyper)
+            fused = fast.fused(rule, block=1024, threads=2)
+
+            def step(params, grads, state):
+                state = fused.init(params) if state is None else state
+                return fused.step(params, grads, state)
+
+            return step
+
+        report = ro.verify.verify(make, rule=name, identify=False)
+        assert report.passed, report.text()
+        assert len(report.results) > 10
+
+
+@pytest.mark.parametrize(
+    "rule, match",
+    [
+        (ro.rules.clipped_sgd(), "pools quantities over the whole parameter tree"),
+        (ro.rules.normalized_sgd(), "pools quantities over the whole parameter tree"),
+        (ro.rules.adam(lr=np.array([[1e-3], [1e-2]])), "batched hyper-parameters"),
+    ],
+)
+def test_rules_without_a_fast_path_are_refused_with_the_reason(rule, match):
+    ok, why = fast.supports(rule)
+    assert not ok and match in why
+    with pytest.raises(ValueError, match=match):
+        fast.fused(rule)
+
+
+def test_bad_arguments_and_other_libraries():
+    with pytest.raises(ValueError, match="block"):
+        fast.fused(ro.rules.adam(), block=10)
+    with pytest.raises(ValueError, match="threads"):
+        fast.fused(ro.rules.adam(), threads=0)
+    with pytest.raises(TypeError, match="fma"):
+        fast.fused(ro.rules.adam(), fma="no")
+    strict = pytest.importorskip("array_api_strict")
+    x = strict.asarray([1.0, 2.0])
+    fused = fast.fused(ro.rules.adam())
+    with pytest.raises(TypeError, match="NumPy and CuPy"):
+        fused.step(x, x, fused.init(x))
+
+
+def test_the_tracer_records_the_reference_order_and_types():
+    prog = trace_leaf(ro.rules.adam(), 3)
+    body = prog.c_body()
+    lines = body.splitlines()
+    # m_t = β1 m + (1-β1) g, each product rounded to T before the sum (no contraction in the source)
+    assert lines[:3] == [
+        "const T n0 = ((T)(c_beta1)) * s_m;",
+        "const T n1 = ((T)(c_one_minus_beta1)) * g;",
+        "const T n2 = n0 + n1;",
+    ]
+    assert "out_p = n12;" in lines and "out_s_v = n6;" in lines
+    assert prog.scalars == ["beta1", "one_minus_beta1", "beta2", "one_minus_beta2", "sqrt_bc2", "eps", "step_size"]
+    # SGD's first momentum step is a different program (b = g), later steps the same one
+    sgd = ro.rules.sgd(momentum=0.9)
+    assert trace_leaf(sgd, 1).c_body() != trace_leaf(sgd, 2).c_body() == trace_leaf(sgd, 9).c_body()
+    with pytest.raises(NotElementwise):
+        trace_leaf(ro.rules.clipped_adam(), 1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the printed CUDA kernel, compiled for the host
+# ---------------------------------------------------------------------------------------------------
+
+_CXX = shutil.which("g++") or shutil.which("c++")
+
+_HARNESS = """
+#include <cmath>
+using std::sqrt; using std::exp; using std::fabs;
+template <typename T>
+static void body(long n, const T* p_, const T* g_, const T* const* slots_, const double* coef, T* const* outs) {{
+    for (long i = 0; i < n; ++i) {{
+        const T p = p_[i]; const T g = g_[i];
+{slot_loads}
+{coef_loads}
+{out_decls}
+{body}
+{out_stores}
+    }}
+}}
+extern "C" void run_f32(long n, const float* p, const float* g, const float* const* s, const double* c, float* const* o) {{ body<float>(n, p, g, s, c, o); }}
+extern "C" void run_f64(long n, const double* p, const double* g, const double* const* s, const double* c, double* const* o) {{ body<double>(n, p, g, s, c, o); }}
+"""
+
+
+def _compile(prog, tmp_path):
+    slots = [a for a in prog.arrays if a.startswith("s_")]
+    src = _HARNESS.format(
+        slot_loads="\n".join(f"        const T {a} = slots_[{i}][i];" for i, a in enumerate(slots)),
+        coef_loads="\n".join(f"        const double c_{k} = coef[{i}];" for i, k in enumerate(prog.scalars)),
+        out_decls="\n".join(f"        T out_{name};" for name, _ in prog.outputs),
+        body="\n".join("        " + line for line in prog.c_body().splitlines()),
+        out_stores="\n".join(f"        outs[{i}][i] = out_{name};" for i, (name, _) in enumerate(prog.outputs)),
+    )
+    (tmp_path / "k.cpp").write_text(src)
+    lib = tmp_path / "k.so"
+    # -ffp-contract=off: as nvcc's --fmad=false; -fno-fast-math keeps IEEE semantics
+    subprocess.run([_CXX, "-O2", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC", "-o", str(lib),
+                    str(tmp_path / "k.cpp")], check=True, capture_output=True)
+    return ctypes.CDLL(str(lib))
+
+
+def _run_compiled(lib, prog, rule, p, g, state):
+    t = state.t + 1
+    c = rule._coefficients(p, t, rule._scalars(t), None, False)
+    coef = np.array([float(getattr(c, k)) for k in prog.scalars] or [0.0])
+    slots = [np.ascontiguousarray(state.slots[a[2:]]) for a in prog.arrays if a.startswith("s_")]
+    outs = [np.empty_like(p) for _ in prog.outputs]
+    ptr = lambda a: a.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
+    arr = lambda xs: (ctypes.c_void_p * max(1, len(xs)))(*[x.ctypes.data for x in xs])  # noqa: E731
+    fn = lib.run_f32 if p.dtype == np.float32 else lib.run_f64
+    fn(ctypes.c_long(p.size), ptr(p), ptr(g), arr(slots), ptr(coef), arr(outs))
+    return outs
+
+
+@pytest.mark.skipif(_CXX is None or sys.platform != "linux", reason="needs a C++ compiler on Linux")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "name, kw",
+    [
+        ("adam", {}), ("adam", {"amsgrad": True, "weight_decay": 0.1}), ("adam", {"eps_mode": "inside_sqrt"}),
+        ("adam", {"ema": "lerp"}), ("adamw", {}), ("radam", {}), ("adabelief", {}),
+        ("adabelief", {"amsgrad": True, "weight_decay": 0.1}), ("diffgrad", {}),
+        ("sgd", {"momentum": 0.9, "nesterov": True}), ("rmsprop", {"centered": True, "momentum": 0.5}),
+        ("adagrad", {}), ("adadelta", {}), ("lion", {}), ("signsgd", {}),
+    ],
+)
+def test_printed_kernel_compiled_for_the_host_matches_the_reference(name, kw, dtype, tmp_path):
+    rule = ro.rules.get(name, **kw)
+    rng = np.random.default_rng(11)
+    n = 4099
+    p = rng.standard_normal(n).astype(dtype)
+    state = rule.init(p)
+    libs = {}
+    for step in range(7):
+        g = (rng.standard_normal(n) * 10.0 ** rng.integers(-4, 4)).astype(dtype)
+        g[:5] = 0
+        prog = trace_leaf(rule, state.t + 1)
+        body = prog.c_body()
+        if body not in libs:  # SGD's and RAdam's first steps are programs of their own
+            where = tmp_path / f"k{len(libs)}"
+            where.mkdir()
+            libs[body] = _compile(prog, where)
+        got = _run_compiled(libs[body], prog, rule, p, g, state)
+        p, state = rule.step(p, g, state)
+        want = [p] + [state.slots[name[2:]] for name, _ in prog.outputs[1:]]
+        for (label, _), w, x in zip(prog.outputs, want, got):
+            if name in EXP_RULES:
+                ulp = np.abs(w.astype(np.float64) - x) / np.spacing(np.abs(w).astype(dtype)).astype(np.float64)
+                assert np.nanmax(ulp) <= 8, f"{label} at t={state.t}: {np.nanmax(ulp)} ulp"
+            else:
+                assert np.array_equal(w, x, equal_nan=True), f"{label} differs at t={state.t}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# CuPy, when a GPU answers
+# ---------------------------------------------------------------------------------------------------
+
+
+def _gpu():
+    try:
+        import cupy
+
+        return cupy if cupy.cuda.runtime.getDeviceCount() > 0 else None
+    except Exception:
+        return None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_gpu() is None, reason="no GPU answers (CuPy missing or no device)")
+@pytest.mark.parametrize("fma", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name, kw", _variant_cases())
+def test_cupy_kernels_match_the_reference(name, kw, dtype, fma):
+    cupy = _gpu()
+    rule = ro.rules.get(name, **kw)
+    rng = np.random.default_rng(7)
+    params, grads = _trees(rng, dtype, steps=5)
+    fused = fast.fused(rule, fma=fma)
+    p_ref, s_ref = params, rule.init(params)
+    to_gpu = lambda t: {k: cupy.asarray(v) for k, v in t.items()}  # noqa: E731
+    p_gpu, s_gpu = to_gpu(params), fused.init(to_gpu(params))
+    for g in grads:
+        p_ref, s_ref = rule.step(p_ref, g, s_ref)
+        p_gpu, s_gpu = fused.step(p_gpu, to_gpu(g), s_gpu)
+        for k in p_ref:
+            got = cupy.asnumpy(p_gpu[k])
+            if fma or name in EXP_RULES:
+                np.testing.assert_allclose(got, p_ref[k], rtol=64 * np.finfo(dtype).eps, atol=0)
+            else:
+                assert np.array_equal(got, p_ref[k], equal_nan=True), k
+        if fma or name in EXP_RULES:  # restart from the reference: compare one step at a time
+            p_gpu, s_gpu = to_gpu(p_ref), type(s_ref)(s_ref.rule, s_ref.t,
+                                                       {k: to_gpu(v) for k, v in s_ref.slots.items()})
+
+
+def test_kernel_source_names_every_input_and_output():
+    prog = trace_leaf(ro.rules.diffgrad(), 2)
+    ins, outs, body = _cupy.kernel_source(prog)
+    assert ins.startswith("T p, T g, T s_m, T s_v, T s_g_prev, float64 c_beta1")
+    assert outs == "T out_p, T out_s_m, T out_s_v, T out_s_g_prev"
+    assert "exp(" in body
