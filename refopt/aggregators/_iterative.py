@@ -25,6 +25,7 @@ A row with a non-finite entry contributes nothing (its clipped difference has no
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from refopt import _array
@@ -36,6 +37,30 @@ __all__ = ["geometric_median", "centered_clipping"]
 
 def _row_norms(xp, Y):
     return xp.sqrt(xp.sum(Y * Y, axis=1))
+
+
+# Elements of one (n, w) column block of the distance pass: 2^20 float32 entries are 4 MiB, a
+# block that stays in the last-level cache while it is subtracted and reduced.
+_GM_BLOCK_ELEMENTS = 1 << 20
+
+
+def _sq_distances_to(xp, X, z, f64):
+    """``||x_i - z||^2`` for every row, in float64: one pass over ``X``, column block by block.
+
+    The differences are taken in ``X``'s dtype (as ``X - z`` would be), each block reduced with
+    ``vecdot`` (a BLAS dot product per row on NumPy) and the block sums accumulated in float64,
+    so a float32 stack cannot overflow the sum and the total carries no more than one float32
+    rounding per block.  Temporaries are one ``(n, w)`` block, never an ``(n, d)`` copy.
+    """
+    n, d = int(X.shape[0]), int(X.shape[1])
+    width = max(1, _GM_BLOCK_ELEMENTS // max(n, 1))
+    total = None
+    for a in range(0, d, width):
+        b = min(d, a + width)
+        diff = X[:, a:b] - z[None, a:b]
+        part = xp.astype(xp.vecdot(diff, diff, axis=-1), f64)
+        total = part if total is None else total + part
+    return total
 
 
 def geometric_median(
@@ -57,6 +82,21 @@ def geometric_median(
     start : ``z_0``, a ``(d,)`` vector like ``X`` (default zeros, as ByzFL).
     converged : iterate until ``||z_{t+1} - z_t|| <= tol * max(||z_t||, 1)`` (at most
         ``max_iterations`` steps) instead of a fixed count.
+
+    How one step is computed (the cost is two reads of ``X`` per step and nothing else):
+
+    1. the ``n`` distances ``||x_i - z_t||`` by *differences*, column block by column block
+       (:func:`_sq_distances_to`: ``X[:, a:b] - z[a:b]`` in ``X``'s dtype, squared and summed per
+       row, block sums added in float64).  No Gram form ``||x||^2 - 2 x.z + ||z||^2`` is used: it
+       cancels catastrophically exactly when ``z`` sits inside a tight cloud of honest vectors,
+       which is where the median lands;
+    2. ``beta_i = (1/n) / max(dist_i, nu)`` in ``X``'s dtype, and the new estimate as one
+       matrix-vector product ``z_{t+1} = (beta @ X) / sum(beta)``.
+
+    Rows with a NaN or an infinity are dropped.  They are found without a separate pass: such a
+    row has a non-finite distance in the first step (float64 sums cannot overflow for float32
+    data), and only then is every row checked with ``isfinite`` and the stack reduced to its
+    finite rows (``alpha_i`` stays ``1/n``, which cancels in the quotient anyway).
     """
     xp, n, d = check_stack(X)
     nu = check_float("geometric_median", "nu", nu)
@@ -64,19 +104,32 @@ def geometric_median(
     tol = check_float("geometric_median", "tol", tol)
     max_iterations = check_int("geometric_median", "max_iterations", max_iterations, 1)
     dev = _array.device(X)
+    f64 = xp.float64
     if start is None:
         z = xp.zeros((d,), dtype=X.dtype, device=dev)
     else:
         z = check_vector("geometric_median", "start", start, X, d)
-    finite = finite_rows(X)
-    Xz = xp.where(finite[:, None], X, xp.zeros((), dtype=X.dtype, device=dev))
-    keep = xp.astype(finite, X.dtype)
     alpha = 1.0 / n
     steps = max_iterations if converged else iterations
-    for _ in range(steps):
-        dist = _row_norms(xp, Xz - z[None, :])
-        beta = keep * (alpha / xp.maximum(dist, nu))
-        z_new = xp.sum(beta[:, None] * Xz, axis=0) / xp.sum(beta)
+    Xz = X
+    sq = None
+    for t in range(steps):
+        if sq is None:
+            sq = _sq_distances_to(xp, Xz, z, f64)
+        if t == 0 and not bool(xp.all(xp.isfinite(sq))):
+            # a non-finite distance: a row with NaN/inf (or a non-finite start, or float64 overflow)
+            finite = finite_rows(X)
+            if not bool(xp.all(finite)):
+                idx = xp.nonzero(finite)[0]
+                Xz = xp.take(X, idx, axis=0)
+                sq = xp.take(sq, idx)
+        dist = xp.astype(xp.sqrt(sq), X.dtype)
+        beta = alpha / xp.maximum(dist, nu)
+        if int(Xz.shape[0]) == 0:  # no finite row: 0/0, as a sum over no rows gives
+            z_new = xp.full((d,), math.nan, dtype=X.dtype, device=dev)
+        else:
+            z_new = xp.matmul(beta, Xz) / xp.sum(beta)
+        sq = None
         if converged:
             step = float(xp.sqrt(xp.sum((z_new - z) ** 2)))
             scale = max(float(xp.sqrt(xp.sum(z * z))), 1.0)

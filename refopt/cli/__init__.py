@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import bench as _bench
 from . import collab as _collab
 from . import explain as _explain
 from . import fed as _fed
@@ -23,6 +24,7 @@ _COMMANDS = {
     "fed": _fed,
     "vectors": _vectors,
     "verify": _verify,
+    "bench": _bench,
 }
 
 

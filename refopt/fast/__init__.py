@@ -37,7 +37,7 @@ from typing import Any
 
 from .. import _array, _tree
 from ..rules._base import Rule, State
-from ._trace import NotElementwise, trace_leaf
+from ._trace import NotElementwise, ProgramCache, trace_leaf
 
 __all__ = ["FusedRule", "fused", "supports", "NotElementwise"]
 
@@ -76,6 +76,7 @@ class FusedRule:
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1):
             raise ValueError(f"threads must be None (all usable cores) or an int >= 1; got {threads!r}")
         self.rule = rule
+        self._programs = ProgramCache(rule)
         self.fma = fma
         self.block = int(block)
         self.threads = threads
@@ -107,7 +108,7 @@ class FusedRule:
         t = state.t + 1
         scalars = rule._scalars(t)
         coefficients = [rule._coefficients(p, t, scalars, None, False) for p in ps]
-        program = trace_leaf(rule, t)
+        program = self._programs.get(t)
         if backend == "numpy":
             from . import _numpy
 

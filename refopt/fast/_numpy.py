@@ -157,7 +157,7 @@ def step(rule, prog, ps, gs, slots, c_per_leaf, *, block: int, threads: int, tar
     for fresh ones.
     """
     names = rule.slots()
-    plan = _Plan(prog)
+    plan = prog.__dict__.get("numpy_plan") or prog.__dict__.setdefault("numpy_plan", _Plan(prog))
     new_p, new_s = [], []
     jobs = []  # (inputs, outputs, lo, hi, c, scalar values, dtype)
     for i, (p, g, s, c) in enumerate(zip(ps, gs, slots, c_per_leaf)):

@@ -31,7 +31,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["NotElementwise", "Program", "trace_leaf"]
+__all__ = ["NotElementwise", "Program", "ProgramCache", "trace_leaf"]
 
 
 class NotElementwise(TypeError):
@@ -41,10 +41,32 @@ class NotElementwise(TypeError):
 class StepCount(int):
     """The step count ``t`` during tracing: usable in Python ``if`` tests, not in array arithmetic.
 
-    A rule may branch on ``t`` (SGD's first momentum step), which changes the program; it
-    must not bake ``t`` into array arithmetic (that belongs in ``_scalars``), which would
-    make the program differ at every step.
+    A rule may branch on ``t`` (SGD's first momentum step), which changes the program; every
+    comparison is recorded, so that a program can be reused at any later step for which the
+    same comparisons come out the same.  ``t`` must not enter array arithmetic (that belongs
+    in ``_scalars``): the program would differ at every step.
     """
+
+    def __new__(cls, value: int, log: list):
+        obj = super().__new__(cls, value)
+        obj.log = log
+        return obj
+
+    def _record(self, op, other, result):
+        self.log.append((op, other, result))
+        return result
+
+    def __eq__(self, o): return self._record("==", o, int(self) == o)
+    def __ne__(self, o): return self._record("!=", o, int(self) != o)
+    def __lt__(self, o): return self._record("<", o, int(self) < o)
+    def __le__(self, o): return self._record("<=", o, int(self) <= o)
+    def __gt__(self, o): return self._record(">", o, int(self) > o)
+    def __ge__(self, o): return self._record(">=", o, int(self) >= o)
+    __hash__ = int.__hash__
+
+
+_COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
+            "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
 
 @dataclass(eq=False)
@@ -107,6 +129,12 @@ class Program:
     nodes: list[Node] = field(default_factory=list)
     outputs: list[tuple[str, Node]] = field(default_factory=list)
     dtype_token: object = field(default_factory=object)
+    options: tuple = ()  # the non-numeric coefficients (flags, choices) the program was traced with
+    step_tests: list = field(default_factory=list)  # (op, value, outcome) of every test on t
+
+    def holds_at(self, t: int, options: tuple) -> bool:
+        """Whether this program is the step at ``t`` for coefficients with these options."""
+        return options == self.options and all(_COMPARE[op](t, v) == out for op, v, out in self.step_tests)
 
     def array(self, name: str) -> Node:
         self.arrays.append(name)
@@ -270,7 +298,7 @@ class _Coefficients:
         self._values = {}
         for k, v in values.items():
             if k == "t":
-                v = StepCount(v)
+                v = StepCount(v, prog.step_tests)
             elif isinstance(v, (int, float)) and not isinstance(v, bool):
                 v = prog.scalar(k)
             elif not isinstance(v, (bool, str, type(None), tuple)):
@@ -300,6 +328,7 @@ def trace_leaf(rule, t: int) -> Program:
             f"scalar hyper-parameters (run a batch with rule.step)"
         )
     prog = Program()
+    prog.options = options_of(rule, t)
     p = prog.array("p")
     g = prog.array("g")
     slots = {name: prog.array("s_" + name) for name in rule.slots()}
@@ -315,6 +344,30 @@ def trace_leaf(rule, t: int) -> Program:
     for name in rule.slots():
         prog.outputs.append(("s_" + name, prog.operand(s_new[name])))
     return prog
+
+
+def options_of(rule, t: int) -> tuple:
+    """The coefficients of step ``t`` that select code rather than enter arithmetic."""
+    values = vars(rule._coefficients(_NoArray, t, rule._scalars(t), None, False))
+    return tuple((k, v) for k, v in values.items()
+                 if k != "t" and (isinstance(v, bool) or not isinstance(v, (int, float))))
+
+
+class ProgramCache:
+    """The programs of one rule, reused at every step where they hold (see :meth:`Program.holds_at`)."""
+
+    def __init__(self, rule):
+        self.rule = rule
+        self.programs: list[Program] = []
+
+    def get(self, t: int) -> Program:
+        options = options_of(self.rule, t)
+        for prog in self.programs:
+            if prog.holds_at(t, options):
+                return prog
+        prog = trace_leaf(self.rule, t)
+        self.programs.append(prog)
+        return prog
 
 
 class _NoArray:

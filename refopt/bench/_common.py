@@ -1,0 +1,93 @@
+"""What every benchmark section shares: the timer, the row format, the backend context.
+
+This package is host-side tooling (like ``refopt.cli``): it imports NumPy, and torch or CuPy
+when asked for them, to time refopt against its peers in one process.  Nothing in the
+library proper imports it.
+
+A section is a module with ``run(ctx) -> list[Row]``.  Every figure it reports is a time
+measured in this process next to a peer's time measured in this process, so that the ratio
+means something on any machine; absolute seconds are printed too, but only the ratios are
+compared with the targets.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+
+@dataclass
+class Row:
+    """One measured case.
+
+    ``seconds`` is the best of ``repeat`` timed calls of ``impl``; ``peer`` names what the
+    ratio is taken against and ``ratio = peer_seconds / seconds`` (above 1: ``impl`` is that
+    many times faster).  ``gbps`` is the achieved memory traffic (minimum bytes the step must
+    move / seconds) and ``of_copy`` the same as a fraction of the measured copy bandwidth.
+    ``target`` states the issue's target for this row in words and ``met`` whether it holds.
+    """
+
+    section: str
+    case: str
+    size: str
+    impl: str
+    seconds: float
+    peer: str | None = None
+    peer_seconds: float | None = None
+    ratio: float | None = None
+    gbps: float | None = None
+    of_copy: float | None = None
+    target: str | None = None
+    met: bool | None = None
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None and v != ""}
+
+
+@dataclass
+class Context:
+    """The backend a run measures and how hard it tries.
+
+    ``backend``: "numpy", "cupy" or "torch" (torch tensors through refopt's array-API path).
+    ``xp``: its namespace (array-api-compat's); ``device``: where arrays are made;
+    ``quick``: small sizes and one repeat (used by the tests and ``--quick``);
+    ``repeat``: timed calls per case, best taken; ``sync``: waits for queued device work.
+    ``copy_gbps``: the measured copy bandwidth (bytes read + written per second), set once.
+    """
+
+    backend: str
+    xp: Any
+    quick: bool = False
+    repeat: int = 5
+    sync: Callable[[], None] = lambda: None
+    copy_gbps: float | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    asarray: Callable[[Any], Any] = lambda a: a  # a host NumPy array -> an array of this backend
+
+    def time(self, fn: Callable[[], Any], repeat: int | None = None, warmup: int = 1) -> float:
+        """Best wall time of ``fn()`` over ``repeat`` calls, after ``warmup`` untimed ones."""
+        for _ in range(warmup):
+            fn()
+        self.sync()
+        best = float("inf")
+        gc_was = gc.isenabled()
+        gc.disable()
+        try:
+            for _ in range(repeat if repeat is not None else self.repeat):
+                t0 = time.perf_counter()
+                fn()
+                self.sync()
+                best = min(best, time.perf_counter() - t0)
+        finally:
+            if gc_was:
+                gc.enable()
+        return best
+
+
+def ratio_row(section, case, size, impl, seconds, peer, peer_seconds, **extra) -> Row:
+    """A row whose ratio is ``peer_seconds / seconds``."""
+    return Row(section, case, size, impl, seconds, peer=peer, peer_seconds=peer_seconds,
+               ratio=peer_seconds / seconds if seconds > 0 else None, **extra)

@@ -1,0 +1,141 @@
+"""Update steps on large arrays: reference, fast path and torch.optim, at 10^4 to 10^7 (10^8 on a GPU).
+
+For each rule (SGD with momentum 0.9, Adam, AdaBelief, diffGrad) and size, one float32
+parameter array and its gradient are stepped by
+
+* ``reference``: ``rule.step`` (one array-API operation per term of the box);
+* ``fast``: ``refopt.fast.fused(rule).step`` into fresh arrays;
+* ``fast, out=``: the same writing into the buffers of two steps before (no allocation);
+* torch.optim's ``for-loop``, ``foreach`` and ``fused`` implementations of the rule where torch
+  has it (SGD, Adam), stepping one tensor in place.
+
+The peer of every ratio is ``torch.optim.Adam(foreach=True)`` on the same size (the issue's
+yardstick for every rule, since torch has no AdaBelief or diffGrad), or, without torch, the
+reference path.  Bandwidth is the minimum traffic of the step (ecosystem.md §5.5: 20 bytes per
+float32 parameter for SGD with momentum, 28 for Adam and AdaBelief, 36 for diffGrad -- read p,
+g and the slots, write p and the slots) over the time, next to the measured copy bandwidth.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import rules
+from ._common import Context, Row, ratio_row
+
+RULES = {  # name -> (hyper-parameters, slots besides p and g, torch.optim class and arguments)
+    "sgd": ({"lr": 1e-3, "momentum": 0.9}, 1, ("SGD", {"lr": 1e-3, "momentum": 0.9})),
+    "adam": ({"lr": 1e-3}, 2, ("Adam", {"lr": 1e-3})),
+    "adabelief": ({"lr": 1e-3}, 2, None),
+    "diffgrad": ({"lr": 1e-3}, 3, None),
+}
+
+
+def min_bytes(slots: int, itemsize: int) -> int:
+    """Bytes per parameter a fused step must move: read p, g, slots; write p, slots."""
+    return itemsize * (2 + slots + 1 + slots)
+
+
+def sizes(ctx: Context) -> list[int]:
+    if ctx.quick:
+        return [10**4, 10**5]
+    return [10**4, 10**6, 10**7] + ([10**8] if ctx.backend == "cupy" else [])
+
+
+def _inner(n: int) -> int:
+    """Steps per timed call: enough that a call lasts a few milliseconds."""
+    return max(1, min(200, 10**6 // n))
+
+
+def _timed(ctx: Context, fn, n: int) -> float:
+    k = _inner(n)
+
+    def many():
+        for _ in range(k):
+            fn()
+
+    return ctx.time(many, repeat=1 if ctx.quick else (3 if n >= 10**7 else ctx.repeat)) / k
+
+
+def _torch_steps(ctx: Context, cls_name: str, kwargs: dict, p_host: np.ndarray, g_host: np.ndarray):
+    """{variant: seconds per step} for torch.optim's for-loop, foreach and fused implementations."""
+    try:
+        import torch
+    except ImportError:
+        return {}
+    device = "cuda" if ctx.backend == "cupy" else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        return {}
+    out = {}
+    for variant, flags in (("for-loop", {"foreach": False}), ("foreach", {"foreach": True}), ("fused", {"fused": True})):
+        param = torch.nn.Parameter(torch.as_tensor(p_host, device=device).clone())
+        param.grad = torch.as_tensor(g_host, device=device).clone()
+        try:
+            opt = getattr(torch.optim, cls_name)([param], **kwargs, **flags)
+            opt.step()
+        except (RuntimeError, TypeError, ValueError):  # fused not built for this device or rule
+            continue
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        saved, ctx.sync = ctx.sync, (lambda: (saved(), sync()))
+        try:
+            out[variant] = _timed(ctx, opt.step, p_host.size)
+        finally:
+            ctx.sync = saved
+        del opt, param
+    return out
+
+
+def run(ctx: Context) -> list[Row]:
+    from .. import fast
+
+    xp = ctx.xp
+    rows: list[Row] = []
+    rng = np.random.default_rng(0)
+    for n in sizes(ctx):
+        p_host = rng.standard_normal(n).astype(np.float32)
+        g_host = (rng.standard_normal(n) * 1e-2).astype(np.float32)
+        p, g = ctx.asarray(p_host), ctx.asarray(g_host)
+        adam_torch = _torch_steps(ctx, "Adam", {"lr": 1e-3}, p_host, g_host)
+        peer_name, peer_s = ("torch Adam foreach", adam_torch["foreach"]) if "foreach" in adam_torch else (None, None)
+        size = f"{n:.0e}".replace("e+0", "e")
+        for name, (hyper, slots, torch_peer) in RULES.items():
+            rule = rules.get(name, **hyper)
+            state = rule.init(p)
+            p1, s1 = rule.step(p, g, state)  # past SGD's first step, whose program differs
+            timings = {"reference": _timed(ctx, lambda: rule.step(p1, g, s1), n)}
+            if ctx.backend in ("numpy", "cupy"):
+                fused = fast.fused(rule)
+                timings["fast"] = _timed(ctx, lambda: fused.step(p1, g, s1), n)
+                buffers = [fused.step(p1, g, s1), fused.step(p1, g, s1)]
+
+                def pingpong():
+                    buffers.reverse()
+                    fused.step(p1, g, s1, out=buffers[0])
+
+                timings["fast, out="] = _timed(ctx, pingpong, n)
+            if torch_peer is not None:
+                own = adam_torch if name == "adam" else _torch_steps(ctx, *torch_peer, p_host, g_host)
+                for variant, seconds in own.items():
+                    timings[f"torch {torch_peer[0]} {variant}"] = seconds
+            reference_s = timings["reference"]
+            for impl, seconds in timings.items():
+                gbps = min_bytes(slots, 4) * n / seconds / 1e9
+                peer, peer_time = (peer_name, peer_s) if peer_name else ("reference", reference_s)
+                target, met = None, None
+                if n == 10**7 and ctx.backend == "numpy" and peer_name:
+                    if impl == "fast" and name in ("adam", "adabelief", "diffgrad"):
+                        target, met = "≥1x torch Adam foreach", peer_time / seconds >= 1.0
+                    elif impl == "reference" and name in ("adam", "adabelief", "diffgrad"):
+                        target, met = "within 3x of torch Adam foreach", peer_time / seconds >= 1 / 3
+                if n == 10**8 and ctx.backend == "cupy" and impl == "fast" and name in ("adam", "adabelief", "diffgrad"):
+                    target = "≥70% of copy bandwidth"
+                    met = bool(ctx.copy_gbps) and gbps >= 0.7 * ctx.copy_gbps
+                    fused_peer = adam_torch.get("fused")
+                    if fused_peer:
+                        target += ", ≥1x torch Adam fused"
+                        met = met and fused_peer / seconds >= 1.0
+                rows.append(ratio_row(
+                    "steps", name, size, impl, seconds, peer, peer_time, gbps=gbps,
+                    of_copy=gbps / ctx.copy_gbps if ctx.copy_gbps else None, target=target, met=met,
+                ))
+    return rows
