@@ -12,6 +12,7 @@ from . import (
     fast,
     federated,
     functions,
+    mpi,
     preaggregators,
     presets,
     problems,
@@ -23,6 +24,6 @@ from .run import RunResult, run
 __version__ = "0.1.0"
 
 __all__ = [
-    "aggregators", "attacks", "collaborative", "diagnostics", "fast", "federated", "functions", "preaggregators", "presets",
+    "aggregators", "attacks", "collaborative", "diagnostics", "fast", "federated", "functions", "mpi", "preaggregators", "presets",
     "problems", "rules", "run", "RunResult", "transforms", "__version__",
 ]

@@ -78,7 +78,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .. import _array
+from .. import _array, mpi as _mpi
 from ..rules._base import suggest
 from . import mixing
 from .topology import Topology, complete
@@ -332,6 +332,7 @@ def simulate(
     dtype: str = "float64",
     device: Any = None,
     progress: Callable[[int, int], None] | None = None,
+    comm: Any = None,
 ) -> SimulationResult:
     """Run ``steps`` steps of ``algorithm`` on ``nodes`` nodes (see the module doc for the math).
 
@@ -348,233 +349,267 @@ def simulate(
     flipped labels y → K−1−y), or a callable ``(honest, f, **params) -> (f, d)``;
     ``attack_params`` are passed on.  ``xp``: an array namespace or its name (default NumPy);
     ``dtype``: "float64" or "float32".
+
+    ``comm``: None (one process) or an MPI communicator (:mod:`refopt.mpi`; an mpi4py
+    communicator is wrapped). Under MPI the h honest nodes are split into contiguous blocks
+    (sizes differing by at most one; more ranks than honest nodes is an error); every rank
+    makes the full-size random draws, computes the gradients, momentum and half-steps of its
+    own block, and one ``Allgatherv`` per step gives every rank all half-steps (and the
+    per-node losses); the attack, the mixing and the metrics are then computed on every rank
+    exactly as in the serial run. The result is the same, bit for bit, on every rank and for
+    every number of ranks (NumPy backend).
     """
-    # ---- validation, all before any work ------------------------------------------------
-    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
-        raise ValueError(f"simulate: {suggest(str(algorithm), list(ALGORITHMS), 'algorithm')}")
-    kind, default_beta = ALGORITHMS[algorithm]
-    n = _int(nodes, "nodes", 1)
-    nb = _int(byzantine, "byzantine", 0, n - 1)
-    h = n - nb
-    f = nb if f is None else _int(f, "f", 0)
-    steps = _int(steps, "steps", 0)
-    batch_size = _int(batch_size, "batch_size", 1)
-    seed = _int(seed, "seed", 0)
-    beta = default_beta if momentum is None else _real(momentum, "momentum", 0.0, 1.0)
-    if callable(lr):
-        lr_at = lr
-    else:
-        base_lr = _real(lr, "lr", 0.0, math.inf, low_open=True)
-        lr_at = lambda t: base_lr  # noqa: E731
-    if convention not in CONVENTIONS:
-        raise ValueError(f"simulate: {suggest(str(convention), list(CONVENTIONS), 'convention')}")
-    if dtype not in ("float64", "float32"):
-        raise ValueError(f"simulate: dtype must be 'float64' or 'float32'; got {dtype!r}")
-    tau = _real(tau, "tau", 0.0, math.inf, low_open=True)
-    nu = _real(nu, "nu", 0.0, math.inf, low_open=True)
-    clip_iterations = _int(clip_iterations, "clip_iterations", 1)
-    gm_iterations = _int(gm_iterations, "gm_iterations", 1)
-    eval_every = max(1, steps // 20) if eval_every is None else _int(eval_every, "eval_every", 1)
-    if topology is None:
-        topology = complete(n)
-    if not isinstance(topology, Topology):
-        raise TypeError(f"simulate: topology must be a refopt.collaborative Topology; got {type(topology).__name__}")
-    if topology.n != n:
-        raise ValueError(f"simulate: topology {topology.name} has {topology.n} nodes but nodes={n}")
-    if not topology.is_connected():
-        raise ValueError(f"simulate: topology {topology.name} is not connected; decentralized learning needs a connected graph")
-    if convention == "code" and not topology.is_complete:
-        raise ValueError(f"simulate: convention='code' (n − f received out of an all-to-all broadcast) needs the complete graph; got {topology.name}")
+    comm = _mpi.resolve(comm, "simulate")
+    # every rank checks the same arguments; one collective at the end makes all ranks agree on any error
+    with comm.agreed("checking the arguments and setting up"):
+        # ---- validation, all before any work ------------------------------------------------
+        if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+            raise ValueError(f"simulate: {suggest(str(algorithm), list(ALGORITHMS), 'algorithm')}")
+        kind, default_beta = ALGORITHMS[algorithm]
+        n = _int(nodes, "nodes", 1)
+        nb = _int(byzantine, "byzantine", 0, n - 1)
+        h = n - nb
+        # MPI: rank r owns the honest nodes offsets[r] .. offsets[r+1]-1 (serial: all of them)
+        offsets = _mpi.partition(h, comm.size, what=f"honest nodes (nodes={n}, byzantine={nb})", where="simulate")
+        rank_rows = [offsets[r + 1] - offsets[r] for r in range(comm.size)]
+        lo, hi = offsets[comm.rank], offsets[comm.rank + 1]
+        hl = hi - lo
+        whole = hl == h  # this process owns every honest node (serial, or one rank)
+        f = nb if f is None else _int(f, "f", 0)
+        steps = _int(steps, "steps", 0)
+        batch_size = _int(batch_size, "batch_size", 1)
+        seed = _int(seed, "seed", 0)
+        beta = default_beta if momentum is None else _real(momentum, "momentum", 0.0, 1.0)
+        if callable(lr):
+            lr_at = lr
+        else:
+            base_lr = _real(lr, "lr", 0.0, math.inf, low_open=True)
+            lr_at = lambda t: base_lr  # noqa: E731
+        if convention not in CONVENTIONS:
+            raise ValueError(f"simulate: {suggest(str(convention), list(CONVENTIONS), 'convention')}")
+        if dtype not in ("float64", "float32"):
+            raise ValueError(f"simulate: dtype must be 'float64' or 'float32'; got {dtype!r}")
+        tau = _real(tau, "tau", 0.0, math.inf, low_open=True)
+        nu = _real(nu, "nu", 0.0, math.inf, low_open=True)
+        clip_iterations = _int(clip_iterations, "clip_iterations", 1)
+        gm_iterations = _int(gm_iterations, "gm_iterations", 1)
+        eval_every = max(1, steps // 20) if eval_every is None else _int(eval_every, "eval_every", 1)
+        if topology is None:
+            topology = complete(n)
+        if not isinstance(topology, Topology):
+            raise TypeError(f"simulate: topology must be a refopt.collaborative Topology; got {type(topology).__name__}")
+        if topology.n != n:
+            raise ValueError(f"simulate: topology {topology.name} has {topology.n} nodes but nodes={n}")
+        if not topology.is_connected():
+            raise ValueError(f"simulate: topology {topology.name} is not connected; decentralized learning needs a connected graph")
+        if convention == "code" and not topology.is_complete:
+            raise ValueError(f"simulate: convention='code' (n − f received out of an all-to-all broadcast) needs the complete graph; got {topology.name}")
 
-    # receive sets: counts per honest node (own vector included)
-    adj = topology.adjacency
-    received_all = np.array(adj[:h], copy=True)
-    received_all[np.arange(h), np.arange(h)] = True
-    counts = received_all.sum(axis=1) if convention == "all" else np.full(h, n - f)
-    if kind in _NEEDS_2F:
-        rule = {"nna": "NNA", "trimmed_mean": "coordinate-wise trimmed mean"}[kind]
-        bad = np.nonzero(counts <= 2 * f)[0]
-        if convention == "code" and n - f <= 2 * f:
+        # receive sets: counts per honest node (own vector included)
+        adj = topology.adjacency
+        received_all = np.array(adj[:h], copy=True)
+        received_all[np.arange(h), np.arange(h)] = True
+        counts = received_all.sum(axis=1) if convention == "all" else np.full(h, n - f)
+        if kind in _NEEDS_2F:
+            rule = {"nna": "NNA", "trimmed_mean": "coordinate-wise trimmed mean"}[kind]
+            bad = np.nonzero(counts <= 2 * f)[0]
+            if convention == "code" and n - f <= 2 * f:
+                raise ValueError(
+                    f"simulate: {algorithm} ({rule}, convention='code') needs n − f > 2f received vectors, i.e. n > 3f; got n={n}, f={f}"
+                )
+            if bad.size:
+                i = int(bad[0])
+                raise ValueError(
+                    f"simulate: {algorithm} ({rule}) needs more than 2f received vectors at every honest node (n > 2f); "
+                    f"got n={int(counts[i])} received at node {i} with f={f}"
+                )
+        others = n - f - 1 - nb  # "code": random other honest vectors received besides the nb Byzantine ones
+        if convention == "code" and others < 0:
             raise ValueError(
-                f"simulate: {algorithm} ({rule}, convention='code') needs n − f > 2f received vectors, i.e. n > 3f; got n={n}, f={f}"
+                f"simulate: convention='code' (n − f received: own + n − f − 1 − byzantine honest others + the byzantine ones) "
+                f"needs n − f − 1 >= byzantine; got n={n}, f={f}, byzantine={nb}"
             )
-        if bad.size:
-            i = int(bad[0])
+        for attr in ("dim", "num_classes", "init", "loss_grad", "accuracy"):
+            if not hasattr(problem, attr):
+                raise TypeError(f"simulate: problem must have {attr!r} (a refopt.problems Problem); got {type(problem).__name__}")
+        if not isinstance(data, (tuple, list)) or len(data) != 4:
+            raise TypeError("simulate: data must be the tuple (X_train, y_train, X_test, y_test)")
+        X_train, y_train, X_test, y_test = (np.asarray(a) for a in data)
+        if X_train.ndim != 2 or y_train.shape != (X_train.shape[0],) or X_test.ndim != 2 or y_test.shape != (X_test.shape[0],):
             raise ValueError(
-                f"simulate: {algorithm} ({rule}) needs more than 2f received vectors at every honest node (n > 2f); "
-                f"got n={int(counts[i])} received at node {i} with f={f}"
+                f"simulate: data must be X_train (N, features), y_train (N,), X_test (M, features), y_test (M,); got shapes "
+                f"{X_train.shape}, {y_train.shape}, {X_test.shape}, {y_test.shape}"
             )
-    others = n - f - 1 - nb  # "code": random other honest vectors received besides the nb Byzantine ones
-    if convention == "code" and others < 0:
-        raise ValueError(
-            f"simulate: convention='code' (n − f received: own + n − f − 1 − byzantine honest others + the byzantine ones) "
-            f"needs n − f − 1 >= byzantine; got n={n}, f={f}, byzantine={nb}"
-        )
-    for attr in ("dim", "num_classes", "init", "loss_grad", "accuracy"):
-        if not hasattr(problem, attr):
-            raise TypeError(f"simulate: problem must have {attr!r} (a refopt.problems Problem); got {type(problem).__name__}")
-    if not isinstance(data, (tuple, list)) or len(data) != 4:
-        raise TypeError("simulate: data must be the tuple (X_train, y_train, X_test, y_test)")
-    X_train, y_train, X_test, y_test = (np.asarray(a) for a in data)
-    if X_train.ndim != 2 or y_train.shape != (X_train.shape[0],) or X_test.ndim != 2 or y_test.shape != (X_test.shape[0],):
-        raise ValueError(
-            f"simulate: data must be X_train (N, features), y_train (N,), X_test (M, features), y_test (M,); got shapes "
-            f"{X_train.shape}, {y_train.shape}, {X_test.shape}, {y_test.shape}"
-        )
-    K = int(problem.num_classes)
-    if split is not None:
-        if len(split) != h:
-            raise ValueError(f"simulate: split must hold one index array per honest node ({h}); got {len(split)}")
-        parts = [np.asarray(s, dtype=np.int64) for s in split]
-    elif alpha is not None:
-        alpha = _real(alpha, "alpha", 0.0, math.inf, low_open=True)
-        from ..problems import dirichlet_split  # helper module; imported on use
+        K = int(problem.num_classes)
+        if split is not None:
+            if len(split) != h:
+                raise ValueError(f"simulate: split must hold one index array per honest node ({h}); got {len(split)}")
+            parts = [np.asarray(s, dtype=np.int64) for s in split]
+        elif alpha is not None:
+            alpha = _real(alpha, "alpha", 0.0, math.inf, low_open=True)
+            from ..problems import dirichlet_split  # helper module; imported on use
 
-        parts = [np.asarray(s, dtype=np.int64) for s in dirichlet_split(y_train, h, alpha, seed)]
-    else:
-        parts = [np.arange(X_train.shape[0], dtype=np.int64)] * h
-    for i, p in enumerate(parts):
-        if p.size == 0:
-            raise ValueError(f"simulate: honest node {i} has no training data in the split")
-        if p.min() < 0 or p.max() >= X_train.shape[0]:
-            raise ValueError(f"simulate: split[{i}] indexes outside the training set of {X_train.shape[0]} rows")
-    name_attack, attack_fn, attack_kind = _attack_spec(attack, attack_params or {}, nb)
+            parts = [np.asarray(s, dtype=np.int64) for s in dirichlet_split(y_train, h, alpha, seed)]
+        else:
+            parts = [np.arange(X_train.shape[0], dtype=np.int64)] * h
+        for i, p in enumerate(parts):
+            if p.size == 0:
+                raise ValueError(f"simulate: honest node {i} has no training data in the split")
+            if p.min() < 0 or p.max() >= X_train.shape[0]:
+                raise ValueError(f"simulate: split[{i}] indexes outside the training set of {X_train.shape[0]} rows")
+        name_attack, attack_fn, attack_kind = _attack_spec(attack, attack_params or {}, nb)
 
-    # ---- set-up -------------------------------------------------------------------------
-    xp = _resolve_namespace(xp)
-    dev = device
-    fdt = getattr(xp, dtype)
-    rng = np.random.default_rng(seed)
+        # ---- set-up -------------------------------------------------------------------------
+        xp = _resolve_namespace(xp)
+        dev = device
+        fdt = getattr(xp, dtype)
+        rng = np.random.default_rng(seed)
 
-    def put(a, dt=None):
-        a = np.array(a, copy=True)  # writeable and contiguous (torch refuses read-only buffers)
-        return xp.asarray(a, dtype=dt, device=dev) if dev is not None else xp.asarray(a, dtype=dt)
+        def put(a, dt=None):
+            a = np.array(a, copy=True)  # writeable and contiguous (torch refuses read-only buffers)
+            return xp.asarray(a, dtype=dt, device=dev) if dev is not None else xp.asarray(a, dtype=dt)
 
-    Xtr = put(X_train.astype(np.float64), fdt)
-    ytr = put(y_train.astype(np.int64), xp.int64)
-    if eval_size is not None and eval_size < X_test.shape[0]:
-        keep = np.sort(np.random.default_rng(seed + 1).choice(X_test.shape[0], eval_size, replace=False))
-        X_test, y_test = X_test[keep], y_test[keep]
-    E = X_test.shape[0]
-    Xte = put(np.broadcast_to(X_test.astype(np.float64), (h, E, X_test.shape[1])), fdt)
-    yte = put(np.broadcast_to(y_test.astype(np.int64), (h, E)), xp.int64)
-    lengths = np.array([p.size for p in parts], dtype=np.int64)
-    pool = np.zeros((h, int(lengths.max())), dtype=np.int64)
-    for i, p in enumerate(parts):  # host set-up, once
-        pool[i, : p.size] = p
-    rows = np.arange(h)[:, None]
+        Xtr = put(X_train.astype(np.float64), fdt)
+        ytr = put(y_train.astype(np.int64), xp.int64)
+        if eval_size is not None and eval_size < X_test.shape[0]:
+            keep = np.sort(np.random.default_rng(seed + 1).choice(X_test.shape[0], eval_size, replace=False))
+            X_test, y_test = X_test[keep], y_test[keep]
+        E = X_test.shape[0]
+        Xte = put(np.broadcast_to(X_test.astype(np.float64), (hl, E, X_test.shape[1])), fdt)  # own nodes only
+        yte = put(np.broadcast_to(y_test.astype(np.int64), (hl, E)), xp.int64)
+        lengths = np.array([p.size for p in parts], dtype=np.int64)
+        pool = np.zeros((h, int(lengths.max())), dtype=np.int64)
+        for i, p in enumerate(parts):  # host set-up, once
+            pool[i, : p.size] = p
+        rows = np.arange(h)[:, None]
 
-    theta0 = np.asarray(problem.init(seed), dtype=np.float64)
-    if theta0.shape != (int(problem.dim),):
-        raise ValueError(f"simulate: problem.init returned shape {theta0.shape}, expected ({int(problem.dim)},)")
-    theta = put(np.broadcast_to(theta0, (h, theta0.size)), fdt)
-    m = xp.zeros_like(theta)
-    W_h = put(topology.metropolis_hastings_weights()[:h], fdt) if kind == "gossip" else None
-    shared = convention == "all" and topology.is_complete
-    mask_all = put(received_all) if convention == "all" else None
-    F = X_train.shape[1]
+        theta0 = np.asarray(problem.init(seed), dtype=np.float64)
+        if theta0.shape != (int(problem.dim),):
+            raise ValueError(f"simulate: problem.init returned shape {theta0.shape}, expected ({int(problem.dim)},)")
+        theta = put(np.broadcast_to(theta0, (h, theta0.size)), fdt)  # all honest models, on every rank
+        m = xp.zeros_like(theta) if whole else xp.zeros((hl, theta0.size), dtype=fdt, device=_array.device(theta))
 
-    draw_subsets = convention == "code" and others < h - 1
+        def own(a):
+            """The rows of the honest nodes this process computes (all of them when serial)."""
+            return a if whole else a[lo:hi, ...]
+        W_h = put(topology.metropolis_hastings_weights()[:h], fdt) if kind == "gossip" else None
+        shared = convention == "all" and topology.is_complete
+        mask_all = put(received_all) if convention == "all" else None
+        F = X_train.shape[1]
 
-    def receive_mask():
-        if convention == "all":
-            return mask_all
-        if not draw_subsets:  # every other honest vector is received (f = 0): nothing to draw
-            return put(np.ones((h, n), dtype=bool))
-        # own vector + a uniformly random subset of n − f − 1 − byzantine other honest + all Byzantine
-        u = rng.random((h, h))
-        u[np.arange(h), np.arange(h)] = np.inf
-        picked = np.argsort(u, axis=1, kind="stable")[:, :others]
-        mk = np.zeros((h, n), dtype=bool)
-        mk[np.arange(h), np.arange(h)] = True
-        mk[rows, picked] = True
-        mk[:, h:] = True
-        return put(mk)
+        draw_subsets = convention == "code" and others < h - 1
 
-    def mix(S, mask):
-        if kind == "gossip":
-            return mixing.gossip(W_h, S)
-        if kind == "nna":
-            return mixing.nna(S, mask, f)
-        if shared and kind in ("trimmed_mean", "geometric_median"):
-            from .. import aggregators  # helper module; imported on use
+        def receive_mask():
+            if convention == "all":
+                return mask_all
+            if not draw_subsets:  # every other honest vector is received (f = 0): nothing to draw
+                return put(np.ones((h, n), dtype=bool))
+            # own vector + a uniformly random subset of n − f − 1 − byzantine other honest + all Byzantine
+            u = rng.random((h, h))
+            u[np.arange(h), np.arange(h)] = np.inf
+            picked = np.argsort(u, axis=1, kind="stable")[:, :others]
+            mk = np.zeros((h, n), dtype=bool)
+            mk[np.arange(h), np.arange(h)] = True
+            mk[rows, picked] = True
+            mk[:, h:] = True
+            return put(mk)
 
+        def mix(S, mask):
+            if kind == "gossip":
+                return mixing.gossip(W_h, S)
+            if kind == "nna":
+                return mixing.nna(S, mask, f)
+            if shared and kind in ("trimmed_mean", "geometric_median"):
+                from .. import aggregators  # helper module; imported on use
+
+                if kind == "trimmed_mean":
+                    v = aggregators.trimmed_mean(S, f)
+                else:
+                    v = aggregators.geometric_median(S, nu=nu, iterations=gm_iterations, start=xp.zeros_like(S[0, :]))
+                return xp.broadcast_to(v[None, :], (h, S.shape[1]))
             if kind == "trimmed_mean":
-                v = aggregators.trimmed_mean(S, f)
-            else:
-                v = aggregators.geometric_median(S, nu=nu, iterations=gm_iterations, start=xp.zeros_like(S[0, :]))
-            return xp.broadcast_to(v[None, :], (h, S.shape[1]))
-        if kind == "trimmed_mean":
-            return mixing.trimmed_mean(S, mask, f)
-        if kind == "geometric_median":
-            return mixing.geometric_median(S, mask, nu=nu, iterations=gm_iterations)
-        return mixing.self_centered_clipping(S, mask, tau=tau, iterations=clip_iterations)
+                return mixing.trimmed_mean(S, mask, f)
+            if kind == "geometric_median":
+                return mixing.geometric_median(S, mask, nu=nu, iterations=gm_iterations)
+            return mixing.self_centered_clipping(S, mask, tau=tau, iterations=clip_iterations)
 
-    current_mask = {"mask": mask_all}
+        current_mask = {"mask": mask_all}
 
-    def defender(X):
-        """The defender's aggregator as an attack sees it: the honest nodes' mean mixing output."""
-        return xp.mean(mix(X, current_mask["mask"]), axis=0)
+        def defender(X):
+            """The defender's aggregator as an attack sees it: the honest nodes' mean mixing output."""
+            return xp.mean(mix(X, current_mask["mask"]), axis=0)
 
-    attack_call = None
-    if attack_kind == "model":
-        attack_call = _attack_caller(name_attack, attack_fn, attack_params or {}, rng, defender)
+        attack_call = None
+        if attack_kind == "model":
+            attack_call = _attack_caller(name_attack, attack_fn, attack_params or {}, rng, defender)
 
-    def flip(y):
-        try:
-            from .. import attacks as _attacks
+        def flip(y):
+            try:
+                from .. import attacks as _attacks
 
-            return _attacks.label_flipping(y, num_classes=K)
-        except (ImportError, AttributeError):
-            return (K - 1) - y
+                return _attacks.label_flipping(y, num_classes=K)
+            except (ImportError, AttributeError):
+                return (K - 1) - y
 
-    config = {
-        "algorithm": algorithm, "nodes": n, "byzantine": nb, "f": f, "attack": name_attack, "steps": steps,
-        "lr": (lr if not callable(lr) else getattr(lr, "__name__", "schedule")), "momentum": beta,
-        "batch_size": batch_size, "seed": seed, "convention": convention, "topology": topology.name,
-        "alpha": alpha, "dtype": dtype,
-    }
+        config = {
+            "algorithm": algorithm, "nodes": n, "byzantine": nb, "f": f, "attack": name_attack, "steps": steps,
+            "lr": (lr if not callable(lr) else getattr(lr, "__name__", "schedule")), "momentum": beta,
+            "batch_size": batch_size, "seed": seed, "convention": convention, "topology": topology.name,
+            "alpha": alpha, "dtype": dtype,
+        }
 
-    losses, spreads, drifts = [], [], []
-    ev_steps, acc, acc_min, acc0, tloss = [], [], [], [], []
+        losses, spreads, drifts = [], [], []
+        ev_steps, acc, acc_min, acc0, tloss = [], [], [], [], []
 
-    def evaluate(t):
-        a = _array.to_numpy(problem.accuracy(theta, Xte, yte)).astype(np.float64)
-        lo, _ = problem.loss_grad(theta, Xte, yte)
-        ev_steps.append(t)
-        acc.append(float(a.mean()))
-        acc_min.append(float(a.min()))
-        acc0.append(float(a[0]))
-        tloss.append(float(_array.to_numpy(lo).astype(np.float64).mean()))
+        def evaluate(t):
+            th = own(theta)
+            a = _array.to_numpy(problem.accuracy(th, Xte, yte)).astype(np.float64)
+            te, _ = problem.loss_grad(th, Xte, yte)
+            te = _array.to_numpy(te).astype(np.float64)
+            a, te = comm.allgather_rows([a, te], rank_rows)  # every honest node's, in node order
+            ev_steps.append(t)
+            acc.append(float(a.mean()))
+            acc_min.append(float(a.min()))
+            acc0.append(float(a[0]))
+            tloss.append(float(te.mean()))
 
     diverged_at = None
     done = 0
     last_good = theta
     start = time.perf_counter()
-    # NumPy backend: a diverging run is detected and reported, not warned about
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+    # NumPy backend: a diverging run is detected and reported, not warned about.
+    # MPI: an exception on one rank from here on aborts every rank (the others wait in a collective).
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"), comm.guard("collaborative simulate"):
         evaluate(0)
         for t in range(steps):
             # ---- one step: a fixed number of array operations, whatever the number of nodes ----
-            idx = put(pool[rows, rng.integers(0, lengths[:, None], size=(h, batch_size))].reshape(-1))
-            Xb = xp.reshape(xp.take(Xtr, idx, axis=0), (h, batch_size, F))
-            yb = xp.reshape(xp.take(ytr, idx, axis=0), (h, batch_size))
-            loss, g = problem.loss_grad(theta, Xb, yb)
+            # every rank draws all h nodes' batches (the same stream) and keeps its own rows
+            draws = pool[rows, rng.integers(0, lengths[:, None], size=(h, batch_size))]
+            idx = put((draws if whole else draws[lo:hi]).reshape(-1))
+            Xb = xp.reshape(xp.take(Xtr, idx, axis=0), (hl, batch_size, F))
+            yb = xp.reshape(xp.take(ytr, idx, axis=0), (hl, batch_size))
+            theta_own = own(theta)
+            loss, g = problem.loss_grad(theta_own, Xb, yb)
             m = g if beta == 0.0 else beta * m + (1.0 - beta) * g
             gamma = float(lr_at(t))
-            half = theta - gamma * m
+            half = theta_own - gamma * m
+            # the exchange: every rank receives every honest half-step (and loss) in node order
+            if attack_kind == "label_flipping":
+                _, g_flip = problem.loss_grad(theta_own, Xb, flip(yb))
+                half, loss, g_flip = comm.allgather_rows([half, loss, g_flip], rank_rows)
+            else:
+                half, loss = comm.allgather_rows([half, loss], rank_rows)
             mask = receive_mask()
             current_mask["mask"] = mask
             if attack_kind == "model":
                 B = xp.asarray(attack_call(half, nb), dtype=fdt)
                 S = xp.concat([half, B], axis=0)
             elif attack_kind == "label_flipping":
-                _, g_flip = problem.loss_grad(theta, Xb, flip(yb))
                 b = xp.mean(half, axis=0) - gamma * xp.mean(g_flip, axis=0)
                 S = xp.concat([half, xp.broadcast_to(b[None, :], (nb, b.shape[0]))], axis=0)
             else:
                 S = half
-            theta = mix(S, mask)
+            theta = mix(S, mask)  # every honest node's new model, on every rank
             mean_theta = xp.mean(theta, axis=0)
             losses.append(xp.mean(loss))
             spreads.append(xp.mean(xp.sum((theta - mean_theta) ** 2, axis=1)))

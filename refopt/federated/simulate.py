@@ -73,7 +73,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _array
+from .. import _array, mpi as _mpi
 from ..rules._base import suggest
 from . import clock, rules
 
@@ -328,6 +328,7 @@ def simulate(
     xp: Any = None,
     dtype: str = "float64",
     device: Any = None,
+    comm: Any = None,
 ) -> FedResult:
     """Run ``scheme`` on ``problem`` until the simulated ``horizon`` (see the module docstring).
 
@@ -344,242 +345,279 @@ def simulate(
     default ``problem.init(seed)``). ``eval_every``: server steps between evaluations (default 1
     for quadratics, else about 250 evaluations over the run). ``max_steps``: a cap on the
     number of server steps (a guard against tiny client times).
+
+    ``comm``: None (one process) or an MPI communicator (:mod:`refopt.mpi`; an mpi4py
+    communicator is wrapped). Under MPI the M clients are split into contiguous blocks (sizes
+    differing by at most one; more ranks than clients is an error). Every rank replays the same
+    schedule and keeps the global models; at each server step a rank runs the local work of
+    its own clients of ``S_n`` (each client draws from its own stream, as serially), one
+    ``Allgatherv`` gives every rank all the new local models in the order of ``S_n``, and the
+    server rule is applied on every rank exactly as in the serial run: the result is the same,
+    bit for bit, on every rank and for every number of ranks (NumPy backend).
     """
     from .. import problems as P
 
     fn = "simulate"
-    # ---- checks (all before any work) ------------------------------------------------------
-    scheme = _choice("scheme", scheme, rules.SCHEMES)
-    K = _int("local_steps", local_steps, 1)
-    lr_l = _real("lr_local", lr_local, low=0.0, low_open=True)
-    lr_g = _real("lr_server", lr_server, low=0.0, low_open=True)
-    mu_l = _real("local_momentum", local_momentum, low=0.0, high=1.0, high_open=True)
-    mu_g = _real("server_momentum", server_momentum, low=0.0, high=1.0, high_open=True)
-    seed = _int("seed", seed, 0)
-    if dtype not in ("float64", "float32"):
-        raise ValueError(f"{fn}: dtype must be 'float64' or 'float32'; got {dtype!r}")
-    if delta_t is not None and scheme != "fedfix":
-        raise ValueError(f"{fn}: delta_t={delta_t!r} only applies to scheme 'fedfix', not {scheme!r}")
-    if scheme == "fedfix":
-        if delta_t is None:
-            raise ValueError(f"{fn}: scheme 'fedfix' needs delta_t (the window length, > 0)")
-        dt = clock.to_fraction(delta_t, "simulate: delta_t")
-    if buffer is not None and scheme != "fedbuff":
-        raise ValueError(f"{fn}: buffer={buffer!r} only applies to scheme 'fedbuff', not {scheme!r}")
-    if alpha is not None:
-        if scheme != "fedasync":
-            raise ValueError(f"{fn}: alpha={alpha!r} only applies to scheme 'fedasync', not {scheme!r}")
-        alpha = _real("alpha", alpha, low=0.0, low_open=True, high=1.0)
-        form = _choice("form", form, rules.FEDASYNC_FORMS)
-    staleness = _choice("staleness", staleness, rules.STALENESS)
-    if staleness != "constant" and not (scheme == "fedbuff" or (scheme == "fedasync" and alpha is not None)):
-        raise ValueError(f"{fn}: staleness={staleness!r} applies to 'fedbuff' and to 'fedasync' with alpha; "
-                         f"scheme {scheme!r} has no staleness scaling")
-    rules.staleness_factor(0, staleness, a=staleness_a, b=staleness_b)  # checks a, b
-    normalise = _choice("normalise", normalise, rules.FEDBUFF_NORMALISATIONS)
-    sampling = _choice("sampling", sampling, rules.SAMPLINGS)
-    if sampling != "full" and scheme != "fedavg":
-        raise ValueError(f"{fn}: sampling={sampling!r} only applies to scheme 'fedavg'")
-    if batch_size is not None:
-        batch_size = _int("batch_size", batch_size, 1)
+    comm = _mpi.resolve(comm, "simulate")
+    # every rank checks the same arguments; one collective at the end makes all ranks agree on any error
+    with comm.agreed("checking the arguments and setting up"):
+        # ---- checks (all before any work) ------------------------------------------------------
+        scheme = _choice("scheme", scheme, rules.SCHEMES)
+        K = _int("local_steps", local_steps, 1)
+        lr_l = _real("lr_local", lr_local, low=0.0, low_open=True)
+        lr_g = _real("lr_server", lr_server, low=0.0, low_open=True)
+        mu_l = _real("local_momentum", local_momentum, low=0.0, high=1.0, high_open=True)
+        mu_g = _real("server_momentum", server_momentum, low=0.0, high=1.0, high_open=True)
+        seed = _int("seed", seed, 0)
+        if dtype not in ("float64", "float32"):
+            raise ValueError(f"{fn}: dtype must be 'float64' or 'float32'; got {dtype!r}")
+        if delta_t is not None and scheme != "fedfix":
+            raise ValueError(f"{fn}: delta_t={delta_t!r} only applies to scheme 'fedfix', not {scheme!r}")
+        if scheme == "fedfix":
+            if delta_t is None:
+                raise ValueError(f"{fn}: scheme 'fedfix' needs delta_t (the window length, > 0)")
+            dt = clock.to_fraction(delta_t, "simulate: delta_t")
+        if buffer is not None and scheme != "fedbuff":
+            raise ValueError(f"{fn}: buffer={buffer!r} only applies to scheme 'fedbuff', not {scheme!r}")
+        if alpha is not None:
+            if scheme != "fedasync":
+                raise ValueError(f"{fn}: alpha={alpha!r} only applies to scheme 'fedasync', not {scheme!r}")
+            alpha = _real("alpha", alpha, low=0.0, low_open=True, high=1.0)
+            form = _choice("form", form, rules.FEDASYNC_FORMS)
+        staleness = _choice("staleness", staleness, rules.STALENESS)
+        if staleness != "constant" and not (scheme == "fedbuff" or (scheme == "fedasync" and alpha is not None)):
+            raise ValueError(f"{fn}: staleness={staleness!r} applies to 'fedbuff' and to 'fedasync' with alpha; "
+                             f"scheme {scheme!r} has no staleness scaling")
+        rules.staleness_factor(0, staleness, a=staleness_a, b=staleness_b)  # checks a, b
+        normalise = _choice("normalise", normalise, rules.FEDBUFF_NORMALISATIONS)
+        sampling = _choice("sampling", sampling, rules.SAMPLINGS)
+        if sampling != "full" and scheme != "fedavg":
+            raise ValueError(f"{fn}: sampling={sampling!r} only applies to scheme 'fedavg'")
+        if batch_size is not None:
+            batch_size = _int("batch_size", batch_size, 1)
 
-    # ---- problem and clients ----------------------------------------------------------------
-    if isinstance(problem, str):
-        problem = _choice("problem", problem, PROBLEMS)
-    M = None if clients is None else _int("clients", clients, 1)
-    if isinstance(problem, P.QuadraticClients) or problem == "quadratic":
-        if problem == "quadratic":
-            M = 10 if M is None else M
-            problem = P.quadratic_clients(np.arange(M, dtype=np.float64))
-        elif M is not None and M != problem.clients:
-            raise ValueError(f"{fn}: clients={M} does not match the problem's {problem.clients} quadratic clients")
-        M = problem.clients
-        if data is not None or split is not None:
-            raise ValueError(f"{fn}: quadratic clients have no data; do not pass data or split")
-        kind = "quadratic"
-    else:
-        M = 10 if M is None else M
-        if problem == "softmax":
-            if data is None:
-                data = P.load_dataset("digits")
-            problem = P.softmax_regression(int(np.asarray(data[0]).shape[1]), 10)
-        if not isinstance(problem, P.Problem) or not problem.needs_data:
-            raise TypeError(f"{fn}: problem must be 'quadratic', 'softmax', QuadraticClients or a classifier of "
-                            f"refopt.problems; got {problem!r}")
-        if data is None or len(data) != 4:
-            raise ValueError(f"{fn}: a classifier needs data=(X_train, y_train, X_test, y_test)")
-        kind = "classifier"
-        Xtr, ytr, Xte, yte = (np.asarray(a) for a in data)
-        if split is None:
-            parts = P.dirichlet_split(ytr, M, split_alpha, seed, method="fraboni", classes=problem.num_classes)
+        # ---- problem and clients ----------------------------------------------------------------
+        if isinstance(problem, str):
+            problem = _choice("problem", problem, PROBLEMS)
+        M = None if clients is None else _int("clients", clients, 1)
+        if isinstance(problem, P.QuadraticClients) or problem == "quadratic":
+            if problem == "quadratic":
+                M = 10 if M is None else M
+                problem = P.quadratic_clients(np.arange(M, dtype=np.float64))
+            elif M is not None and M != problem.clients:
+                raise ValueError(f"{fn}: clients={M} does not match the problem's {problem.clients} quadratic clients")
+            M = problem.clients
+            if data is not None or split is not None:
+                raise ValueError(f"{fn}: quadratic clients have no data; do not pass data or split")
+            kind = "quadratic"
         else:
-            if len(split) != M:
-                raise ValueError(f"{fn}: split must hold one index array per client ({M}); got {len(split)}")
-            parts = [np.asarray(s, dtype=np.int64) for s in split]
-            for i, s in enumerate(parts):
-                if s.ndim != 1 or s.size == 0 or s.min() < 0 or s.max() >= ytr.shape[0]:
-                    raise ValueError(f"{fn}: split[{i}] must be a non-empty index array into the training set")
+            M = 10 if M is None else M
+            if problem == "softmax":
+                if data is None:
+                    data = P.load_dataset("digits")
+                problem = P.softmax_regression(int(np.asarray(data[0]).shape[1]), 10)
+            if not isinstance(problem, P.Problem) or not problem.needs_data:
+                raise TypeError(f"{fn}: problem must be 'quadratic', 'softmax', QuadraticClients or a classifier of "
+                                f"refopt.problems; got {problem!r}")
+            if data is None or len(data) != 4:
+                raise ValueError(f"{fn}: a classifier needs data=(X_train, y_train, X_test, y_test)")
+            kind = "classifier"
+            Xtr, ytr, Xte, yte = (np.asarray(a) for a in data)
+            if split is None:
+                parts = P.dirichlet_split(ytr, M, split_alpha, seed, method="fraboni", classes=problem.num_classes)
+            else:
+                if len(split) != M:
+                    raise ValueError(f"{fn}: split must hold one index array per client ({M}); got {len(split)}")
+                parts = [np.asarray(s, dtype=np.int64) for s in split]
+                for i, s in enumerate(parts):
+                    if s.ndim != 1 or s.size == 0 or s.min() < 0 or s.max() >= ytr.shape[0]:
+                        raise ValueError(f"{fn}: split[{i}] must be a non-empty index array into the training set")
 
-    times = clock.client_times(speeds, M, seed=seed)
-    horizon_f = clock.to_fraction(horizon, "simulate: horizon")
-    if scheme == "fedbuff":
-        if buffer is None or isinstance(buffer, bool) or not isinstance(buffer, numbers.Integral):
-            raise ValueError(f"{fn}: scheme 'fedbuff' needs an integer buffer in [1, {M}]; got {buffer!r}")
-        if not 1 <= int(buffer) <= M:
-            raise ValueError(f"{fn}: buffer={buffer!r} must be in [1, number of clients = {M}]")
-        buffer = int(buffer)
-    if sampling != "full":
-        if sample is None:
-            raise ValueError(f"{fn}: sampling={sampling!r} needs sample, the number of clients per round")
-        sample = _int("sample", sample, 1, M if sampling == "uniform" else None)
-    elif sample is not None:
-        raise ValueError(f"{fn}: sample={sample!r} needs sampling='md' or 'uniform'")
+        times = clock.client_times(speeds, M, seed=seed)
+        # MPI: rank r runs the local work of clients offsets[r] .. offsets[r+1]-1 (serial: all of them)
+        offsets = _mpi.partition(M, comm.size, what="clients", where="simulate")
+        owner = np.repeat(np.arange(comm.size), np.diff(offsets))
+        horizon_f = clock.to_fraction(horizon, "simulate: horizon")
+        if scheme == "fedbuff":
+            if buffer is None or isinstance(buffer, bool) or not isinstance(buffer, numbers.Integral):
+                raise ValueError(f"{fn}: scheme 'fedbuff' needs an integer buffer in [1, {M}]; got {buffer!r}")
+            if not 1 <= int(buffer) <= M:
+                raise ValueError(f"{fn}: buffer={buffer!r} must be in [1, number of clients = {M}]")
+            buffer = int(buffer)
+        if sampling != "full":
+            if sample is None:
+                raise ValueError(f"{fn}: sampling={sampling!r} needs sample, the number of clients per round")
+            sample = _int("sample", sample, 1, M if sampling == "uniform" else None)
+        elif sample is not None:
+            raise ValueError(f"{fn}: sample={sample!r} needs sampling='md' or 'uniform'")
 
-    sizes = np.ones(M) if kind == "quadratic" else np.array([pp.size for pp in parts], dtype=np.float64)
-    if isinstance(p, str):
-        p = _choice("p", p, ("uniform", "ratio"))
-        pv = np.full(M, 1.0 / M) if p == "uniform" else sizes / sizes.sum()
-    else:
-        pv = rules._host_vector(fn, "p", p, M, nonneg=True)
-        if pv.sum() <= 0:
-            raise ValueError(f"{fn}: p must hold at least one positive importance")
-        pv = pv / pv.sum()
-    if isinstance(weights, str):
-        _choice("weights", weights, rules.WEIGHTINGS)
-    else:
-        rules._host_vector(fn, "weights", weights, M, nonneg=True)
-    if alpha is not None and form == "mixing":
-        if not (isinstance(weights, str) and weights == "identical") or lr_g != 1.0 or mu_g != 0.0:
-            raise ValueError(f"{fn}: FedAsync's mixing form (1 - α_t) θ + α_t x_new takes no client multipliers, "
-                             "server lr or server momentum: use weights='identical', lr_server=1, "
-                             "server_momentum=0, or form='delta'")
-    if eval_every is not None:
-        eval_every = _int("eval_every", eval_every, 1)
-    if max_steps is not None:
-        max_steps = _int("max_steps", max_steps, 0)
+        sizes = np.ones(M) if kind == "quadratic" else np.array([pp.size for pp in parts], dtype=np.float64)
+        if isinstance(p, str):
+            p = _choice("p", p, ("uniform", "ratio"))
+            pv = np.full(M, 1.0 / M) if p == "uniform" else sizes / sizes.sum()
+        else:
+            pv = rules._host_vector(fn, "p", p, M, nonneg=True)
+            if pv.sum() <= 0:
+                raise ValueError(f"{fn}: p must hold at least one positive importance")
+            pv = pv / pv.sum()
+        if isinstance(weights, str):
+            _choice("weights", weights, rules.WEIGHTINGS)
+        else:
+            rules._host_vector(fn, "weights", weights, M, nonneg=True)
+        if alpha is not None and form == "mixing":
+            if not (isinstance(weights, str) and weights == "identical") or lr_g != 1.0 or mu_g != 0.0:
+                raise ValueError(f"{fn}: FedAsync's mixing form (1 - α_t) θ + α_t x_new takes no client multipliers, "
+                                 "server lr or server momentum: use weights='identical', lr_server=1, "
+                                 "server_momentum=0, or form='delta'")
+        if eval_every is not None:
+            eval_every = _int("eval_every", eval_every, 1)
+        if max_steps is not None:
+            max_steps = _int("max_steps", max_steps, 0)
 
-    xp = _namespace(xp)
-    fdt = getattr(xp, dtype)
-    theta0 = problem.init(seed) if init is None else rules._host_vector(fn, "init", init, problem.dim)
-    theta0 = np.asarray(theta0, dtype=np.float64).reshape(-1)
+        xp = _namespace(xp)
+        fdt = getattr(xp, dtype)
+        theta0 = problem.init(seed) if init is None else rules._host_vector(fn, "init", init, problem.dim)
+        theta0 = np.asarray(theta0, dtype=np.float64).reshape(-1)
 
-    # ---- the schedule ------------------------------------------------------------------------
-    sched_kw = {}
-    if scheme == "fedfix":
-        sched_kw["delta_t"] = dt
-    if scheme == "fedbuff":
-        sched_kw.update(buffer=buffer, variant=variant)
-    events = clock.schedule(scheme, times, horizon=horizon_f, max_steps=max_steps, **sched_kw)
-    N = len(events)
-    freq = np.zeros(M)
-    for ev in events:
-        for i in ev.clients:
-            freq[i] += 1
-    freq = freq / N if N else freq
-    d = rules.client_multipliers(scheme, times, p=pv, weights=weights, delta_t=dt if scheme == "fedfix" else None,
-                                 buffer=buffer, frequencies=freq if (scheme == "fedbuff" and N) else None)
+        # ---- the schedule ------------------------------------------------------------------------
+        sched_kw = {}
+        if scheme == "fedfix":
+            sched_kw["delta_t"] = dt
+        if scheme == "fedbuff":
+            sched_kw.update(buffer=buffer, variant=variant)
+        events = clock.schedule(scheme, times, horizon=horizon_f, max_steps=max_steps, **sched_kw)
+        N = len(events)
+        freq = np.zeros(M)
+        for ev in events:
+            for i in ev.clients:
+                freq[i] += 1
+        freq = freq / N if N else freq
+        d = rules.client_multipliers(scheme, times, p=pv, weights=weights, delta_t=dt if scheme == "fedfix" else None,
+                                     buffer=buffer, frequencies=freq if (scheme == "fedbuff" and N) else None)
 
-    # ---- backend ----------------------------------------------------------------------------
-    def put(a, kind_="float"):
-        dt_ = xp.int64 if kind_ == "int" else fdt
-        a = np.asarray(a)
-        return xp.asarray(a, dtype=dt_, device=device) if device is not None else xp.asarray(a, dtype=dt_)
+        # ---- backend ----------------------------------------------------------------------------
+        def put(a, kind_="float"):
+            dt_ = xp.int64 if kind_ == "int" else fdt
+            a = np.asarray(a)
+            return xp.asarray(a, dtype=dt_, device=device) if device is not None else xp.asarray(a, dtype=dt_)
 
-    if kind == "quadratic":
-        oracle = _Quadratic(problem)
-        optimum = problem.optimum(pv)
-    else:
-        oracle = _Classifier(problem, Xtr, ytr, Xte, yte, parts, put, batch_size, xp)
-        optimum = None
-    if eval_every is None:
-        eval_every = 1 if kind == "quadratic" else max(1, N // 250)
-    if record_params is None:
-        record_params = problem.dim <= 16
-    client_rng = [np.random.default_rng([seed, 1, i]) for i in range(M)]
-    sample_rng = np.random.default_rng([seed, 2])
+        if kind == "quadratic":
+            oracle = _Quadratic(problem)
+            optimum = problem.optimum(pv)
+        else:
+            oracle = _Classifier(problem, Xtr, ytr, Xte, yte, parts, put, batch_size, xp)
+            optimum = None
+        if eval_every is None:
+            eval_every = 1 if kind == "quadratic" else max(1, N // 250)
+        if record_params is None:
+            record_params = problem.dim <= 16
+        client_rng = [np.random.default_rng([seed, 1, i]) for i in range(M)]
+        sample_rng = np.random.default_rng([seed, 2])
 
-    # last step at which each global version is a start model (to free the others)
-    last_use: dict[int, int] = {}
-    for ev in events:
-        for s in ev.started:
-            last_use[s] = ev.step
+        # last step at which each global version is a start model (to free the others)
+        last_use: dict[int, int] = {}
+        for ev in events:
+            for s in ev.started:
+                last_use[s] = ev.step
 
-    theta = put(theta0)
-    hist = {0: theta}
-    velocity = None
-    counts = np.zeros(M)
-    delay_sum = np.zeros(M)
-    delay_max = np.full(M, -1, dtype=np.int64)
-    wsum = np.zeros(M)
-    c_steps, c_times, c_exact, c_loss, c_acc, c_par = [], [], [], [], [], []
+        theta = put(theta0)
+        hist = {0: theta}
+        velocity = None
+        counts = np.zeros(M)
+        delay_sum = np.zeros(M)
+        delay_max = np.full(M, -1, dtype=np.int64)
+        wsum = np.zeros(M)
+        c_steps, c_times, c_exact, c_loss, c_acc, c_par = [], [], [], [], [], []
 
-    def record(step, t):
-        loss, acc = oracle.evaluate(theta, pv)
-        c_steps.append(step)
-        c_times.append(float(t))
-        c_exact.append(Fraction(t))
-        c_loss.append(loss)
-        c_acc.append(acc)
-        if record_params:
-            c_par.append(_array.to_numpy(theta).astype(np.float64))
+        def record(step, t):
+            loss, acc = oracle.evaluate(theta, pv)
+            c_steps.append(step)
+            c_times.append(float(t))
+            c_exact.append(Fraction(t))
+            c_loss.append(loss)
+            c_acc.append(acc)
+            if record_params:
+                c_par.append(_array.to_numpy(theta).astype(np.float64))
 
     record(0, 0)
     t0 = _time.perf_counter()
-    for ev in events:
-        n, S, started = ev.step, ev.clients, ev.started
-        taus = [n - 1 - s for s in started]
-        # weights of the aggregated updates
-        if scheme == "fedavg":
-            if sampling == "full":
-                om = d.copy()
-            else:
-                om = rules.fedavg_weights(d, sampling=sampling, m=sample, rng=sample_rng) * float(d.sum())
-            w = [float(om[i]) for i in S]
-        elif scheme == "fedbuff":
-            w = list(rules.fedbuff_weights(d[list(S)], taus, staleness=staleness, a=staleness_a, b=staleness_b,
-                                           normalise=normalise))
-        elif scheme == "fedasync" and alpha is not None:
-            w = [rules.fedasync_alpha(alpha, tk, staleness, a=staleness_a, b=staleness_b) for tk in taus]
-            if form == "delta":
-                w = [wk * float(d[i]) for wk, i in zip(w, S)]
-        else:
-            w = [float(d[i]) for i in S]
-        for k, i in enumerate(S):
-            counts[i] += 1
-            delay_sum[i] += taus[k]
-            delay_max[i] = max(delay_max[i], taus[k])
-            wsum[i] += w[k]
-        # local work of the clients that count (unsampled FedAvg clients do nothing)
-        act = [k for k in range(len(S)) if not (scheme == "fedavg" and sampling != "full" and w[k] == 0.0)]
-        if act:
-            cl = [S[k] for k in act]
-            start = xp.stack([hist[started[k]] for k in act]) if len(act) > 1 else hist[started[act[0]]][None, :]
-            batches = None
-            if kind == "classifier":
-                batches = np.stack([oracle.draw(client_rng[i], i, K) for i in cl], axis=1)  # (K, m, b)
-            local = start
-            buf = None
-            for step in range(K):
-                g = oracle.grads(local, cl, None if batches is None else batches[step])
-                if mu_l > 0.0:
-                    buf = g if buf is None else mu_l * buf + g
-                    local = local - lr_l * buf
+    # MPI: an exception on one rank from here on aborts every rank (the others wait in a collective)
+    with comm.guard("federated simulate"):
+        for ev in events:
+            n, S, started = ev.step, ev.clients, ev.started
+            taus = [n - 1 - s for s in started]
+            # weights of the aggregated updates
+            if scheme == "fedavg":
+                if sampling == "full":
+                    om = d.copy()
                 else:
-                    local = local - lr_l * g
-            if alpha is not None and form == "mixing":
-                theta = rules.fedasync_update(theta, local[0, :], None, w[act[0]], form="mixing")
+                    om = rules.fedavg_weights(d, sampling=sampling, m=sample, rng=sample_rng) * float(d.sum())
+                w = [float(om[i]) for i in S]
+            elif scheme == "fedbuff":
+                w = list(rules.fedbuff_weights(d[list(S)], taus, staleness=staleness, a=staleness_a, b=staleness_b,
+                                               normalise=normalise))
+            elif scheme == "fedasync" and alpha is not None:
+                w = [rules.fedasync_alpha(alpha, tk, staleness, a=staleness_a, b=staleness_b) for tk in taus]
+                if form == "delta":
+                    w = [wk * float(d[i]) for wk, i in zip(w, S)]
             else:
-                deltas = local - start
-                theta, velocity = rules.server_update(theta, deltas, [w[k] for k in act], lr_server=lr_g,
+                w = [float(d[i]) for i in S]
+            for k, i in enumerate(S):
+                counts[i] += 1
+                delay_sum[i] += taus[k]
+                delay_max[i] = max(delay_max[i], taus[k])
+                wsum[i] += w[k]
+            # local work of the clients that count (unsampled FedAvg clients do nothing)
+            act = [k for k in range(len(S)) if not (scheme == "fedavg" and sampling != "full" and w[k] == 0.0)]
+            if act:
+                # this rank's share of the local work (serial: all of it), in the order of S
+                mine = act if comm.size == 1 else [k for k in act if owner[S[k]] == comm.rank]
+                local = None
+                if mine:
+                    cl = [S[k] for k in mine]
+                    start = xp.stack([hist[started[k]] for k in mine]) if len(mine) > 1 else \
+                        hist[started[mine[0]]][None, :]
+                    batches = None
+                    if kind == "classifier":  # each client's own stream: only its owner draws from it
+                        batches = np.stack([oracle.draw(client_rng[i], i, K) for i in cl], axis=1)  # (K, m, b)
+                    local = start
+                    buf = None
+                    for step in range(K):
+                        g = oracle.grads(local, cl, None if batches is None else batches[step])
+                        if mu_l > 0.0:
+                            buf = g if buf is None else mu_l * buf + g
+                            local = local - lr_l * buf
+                        else:
+                            local = local - lr_l * g
+                if comm.size > 1:
+                    # the exchange: every rank receives every local model of this step, then applies
+                    # the server rule itself (no MPI reduction: the sum is the serial one)
+                    if local is None:
+                        local = xp.zeros((0, problem.dim), dtype=fdt, device=_array.device(theta))
+                    per_rank = [0] * comm.size
+                    for k in act:
+                        per_rank[int(owner[S[k]])] += 1
+                    local, = comm.allgather_rows([local], per_rank)
+                    order = sorted(act, key=lambda k: int(owner[S[k]]))  # rank-major = the gathered rows
+                    if order != act:  # S is sorted by client, so this only guards a future change
+                        pos = [order.index(k) for k in act]
+                        local = xp.take(local, put(np.asarray(pos), "int"), axis=0)
+                    start = xp.stack([hist[started[k]] for k in act]) if len(act) > 1 else \
+                        hist[started[act[0]]][None, :]
+                if alpha is not None and form == "mixing":
+                    theta = rules.fedasync_update(theta, local[0, :], None, w[act[0]], form="mixing")
+                else:
+                    deltas = local - start
+                    theta, velocity = rules.server_update(theta, deltas, [w[k] for k in act], lr_server=lr_g,
+                                                          momentum=mu_g, velocity=velocity)
+            elif mu_g > 0.0 and velocity is not None:
+                theta, velocity = rules.server_update(theta, xp.zeros((0, problem.dim), dtype=fdt), [], lr_server=lr_g,
                                                       momentum=mu_g, velocity=velocity)
-        elif mu_g > 0.0 and velocity is not None:
-            theta, velocity = rules.server_update(theta, xp.zeros((0, problem.dim), dtype=fdt), [], lr_server=lr_g,
-                                                  momentum=mu_g, velocity=velocity)
-        hist[n] = theta
-        for v in [v for v in hist if v != n and last_use.get(v, -1) <= n]:
-            del hist[v]
-        if n % eval_every == 0 or n == N:
-            record(n, ev.time)
+            hist[n] = theta
+            for v in [v for v in hist if v != n and last_use.get(v, -1) <= n]:
+                del hist[v]
+            if n % eval_every == 0 or n == N:
+                record(n, ev.time)
     wall = _time.perf_counter() - t0
 
     with np.errstate(invalid="ignore", divide="ignore"):
