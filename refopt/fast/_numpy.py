@@ -65,33 +65,48 @@ _PYTHON = {  # operations between two coefficients: Python floats, as in the ref
 class _Plan:
     """A traced program laid out for NumPy: each array node writes into a block buffer.
 
-    Buffers are reused as soon as the node that last reads them has run, so that one block's
-    working set is a handful of buffers; a node that is an output writes straight into the
-    output array.
+    Where a result lives decides the speed, not the arithmetic (which is fixed):
+
+    * an output is *accumulated in place*: the chain of single-use nodes that ends in an
+      output (``m = β1·m_old`` then ``m += (1-β1)·g``) writes into the output's block from its
+      first node on, as hand-written NumPy would -- the output's cache lines are fetched once
+      and every later node of the chain finds them in cache;
+    * every other result takes a scratch buffer, reused as soon as the node that last reads it
+      has run (often by that very node: an in-place operation), so one block's working set is
+      a handful of buffers.
     """
 
     def __init__(self, prog):
         self.prog = prog
         nodes = prog.nodes
         last_use: dict[int, int] = {}
+        uses: dict[int, int] = {}
         for i, n in enumerate(nodes):
             for a in n.args:
                 if hasattr(a, "op"):
                     last_use[id(a)] = i
-        outputs = {}
-        for name, n in prog.outputs:
-            outputs.setdefault(id(n), name)
+                    uses[id(a)] = uses.get(id(a), 0) + 1
+        for _, n in prog.outputs:
+            uses[id(n)] = uses.get(id(n), 0) + 1
+        self.slot: dict[int, tuple] = {}
+        for name, n in prog.outputs:  # output chains: in place, from the chain's first node
+            while n.op not in ("in", "coef", "const") and n.kind == "array" and id(n) not in self.slot:
+                self.slot[id(n)] = ("out", name)
+                chain = [a for a in n.args if hasattr(a, "op") and a.kind == "array"
+                         and a.op not in ("in", "coef", "const") and uses[id(a)] == 1 and id(a) not in self.slot]
+                if not chain:
+                    break
+                n = chain[0]
         free: list[int] = []
         self.n_buffers = 0
-        self.slot: dict[int, tuple] = {}
         for i, n in enumerate(nodes):
             if n.kind == "scalar":
                 continue
             for a in n.args:  # an argument read for the last time here frees its buffer for the result
                 if hasattr(a, "op") and last_use.get(id(a)) == i and self.slot.get(id(a), ("",))[0] == "buf":
                     free.append(self.slot[id(a)][1])
-            if id(n) in outputs and n.kind == "array":
-                self.slot[id(n)] = ("out", outputs[id(n)])
+            if id(n) in self.slot:  # part of an output chain
+                continue
             else:
                 kind = "bool" if n.kind == "bool" else "buf"
                 if free and kind == "buf":
@@ -101,53 +116,69 @@ class _Plan:
                     self.n_buffers += 1
                 self.slot[id(n)] = (kind, k)
 
-    def scalars(self, c, dtype):
-        """Every scalar node's value for this step: doubles, then rounded to ``dtype`` at use."""
-        values: dict[int, float] = {}
-        for n in self.prog.nodes:
-            if n.kind == "scalar":
-                args = [self._double(a, c, values) for a in n.args]
-                values[id(n)] = _PYTHON[n.op](*args)
-        return values
+        # the program as instructions over storage keys: ("in", name), ("out", name), ("buf", k),
+        # ("bool", k), or ("s", i) for the i-th scalar operand of this step
+        self.scalar_nodes: list = []
+        scalar_index: dict[int, int] = {}
 
-    @staticmethod
-    def _double(n, c, values):
-        if n.op == "coef":
-            return getattr(c, n.name)
-        if n.op == "const":
-            return n.args[0]
-        return values[id(n)]
+        def key(a):
+            if a.op == "in":
+                return ("in", a.name)
+            if a.kind == "scalar":
+                if id(a) not in scalar_index:
+                    scalar_index[id(a)] = len(self.scalar_nodes)
+                    self.scalar_nodes.append(a)
+                return ("s", scalar_index[id(a)])
+            return self.slot[id(a)]
 
-    def run(self, inputs, outputs, lo, hi, c, values, buffers, dtype):
-        """Evaluate the program on elements ``lo:hi``."""
-        m = hi - lo
-        scalar_type = dtype.type
-        view = {}
-
-        def get(n):
-            if n.op == "in":
-                return inputs[n.name][lo:hi]
-            if n.kind == "scalar":  # a weak scalar meeting an array: rounded to the array's dtype
-                return scalar_type(self._double(n, c, values))
-            return view[id(n)]
-
-        for n in self.prog.nodes:
+        self.code: list[tuple] = []
+        for n in nodes:
             if n.kind == "scalar":
                 continue
-            where, k = self.slot[id(n)]
-            out = outputs[k][lo:hi] if where == "out" else buffers[where][k][:m]
-            if n.op == "where":
-                cond, a, b = n.args
-                np.copyto(out, get(b))
-                np.copyto(out, get(a), where=get(cond))
-            elif n.op in ("*", "+") and n.args[0].kind == "scalar":  # IEEE + and * commute exactly;
-                _UFUNCS[n.op](get(n.args[1]), get(n.args[0]), out=out)  # NumPy is faster array-first
+            args = [key(a) for a in n.args]
+            if n.op in ("*", "+") and n.args[0].kind == "scalar":
+                args.reverse()  # IEEE + and * commute exactly; NumPy's loops are faster array-first
+            self.code.append((n.op, tuple(args), self.slot[id(n)]))
+        # outputs that are not computed in place: an input, a constant or another output passed through
+        self.copies = [(name, key(n)) for name, n in prog.outputs if self.slot.get(id(n)) != ("out", name)]
+
+    def scalars(self, c, dtype) -> list:
+        """This step's scalar operands: Python floats (doubles) as the reference computes them,
+        rounded once to ``dtype`` where they meet an array (a weak scalar)."""
+        values: dict[int, float] = {}
+
+        def double(n):
+            if n.op == "coef":
+                return getattr(c, n.name)
+            if n.op == "const":
+                return n.args[0]
+            return values[id(n)]
+
+        for n in self.prog.nodes:
+            if n.kind == "scalar":
+                values[id(n)] = _PYTHON[n.op](*(double(a) for a in n.args))
+        return [dtype.type(double(n)) for n in self.scalar_nodes]
+
+    def run(self, inputs, outputs, lo, hi, scalars, buffers):
+        """Evaluate the program on elements ``lo:hi``."""
+        m = hi - lo
+        env = {("s", i): v for i, v in enumerate(scalars)}
+        for name, a in inputs.items():
+            env[("in", name)] = a[lo:hi]
+        for name, a in outputs.items():
+            env[("out", name)] = a[lo:hi]
+        for kind, bufs in buffers.items():
+            for k, b in enumerate(bufs):
+                env[(kind, k)] = b[:m]
+        for op, args, out in self.code:
+            if op == "where":
+                cond, a, b = args
+                np.copyto(env[out], env[b])
+                np.copyto(env[out], env[a], where=env[cond])
             else:
-                _UFUNCS[n.op](*(get(a) for a in n.args), out=out)
-            view[id(n)] = out
-        for name, n in self.prog.outputs:
-            if self.slot.get(id(n), ("",))[0] != "out" or self.slot[id(n)][1] != name:
-                outputs[name][lo:hi] = get(n)  # an input or another output passed through
+                _UFUNCS[op](*[env[a] for a in args], out=env[out])
+        for name, a in self.copies:
+            outputs[name][lo:hi] = env[a]
 
 
 def step(rule, prog, ps, gs, slots, c_per_leaf, *, block: int, threads: int, targets=None):
@@ -184,7 +215,7 @@ def step(rule, prog, ps, gs, slots, c_per_leaf, *, block: int, threads: int, tar
             for dt in dtypes
         }
         for inputs, outputs, lo, hi, c, values, dtype in part:
-            plan.run(inputs, outputs, lo, hi, c, values, buffers[dtype], dtype)
+            plan.run(inputs, outputs, lo, hi, values, buffers[dtype])
 
     workers = min(threads, len(jobs))
     if workers <= 1:
