@@ -36,7 +36,7 @@ def test_step_rows_cover_every_rule_and_path_with_bandwidth(report):
     steps = [r for r in report["rows"] if r["section"] == "steps"]
     for rule in ("sgd", "adam", "adabelief", "diffgrad"):
         impls = {r["impl"] for r in steps if r["case"] == rule and r["size"] == "1e4"}
-        assert {"reference", "fast", "fast, out="} <= impls
+        assert {"reference", "fast numpy", "fast numpy, out="} <= impls
     adam = next(r for r in steps if r["case"] == "adam" and r["impl"] == "reference" and r["size"] == "1e5")
     # 28 bytes per float32 parameter for Adam (ecosystem.md §5.5)
     assert adam["gbps"] == pytest.approx(28 * 10**5 / adam["seconds"] / 1e9)
@@ -52,7 +52,7 @@ def test_sweep_checks_batched_rows_against_separate_runs(report):
 def test_table_and_bad_usage(capsys):
     text = bench.table({"backend": "numpy", "quick": True, "machine": {"cpu": "x", "cores": 2, "numpy": "2"},
                         "copy_gbps": 10.0, "seconds": 1.0,
-                        "rows": [bench.ratio_row("steps", "adam", "1e4", "fast", 1e-3, "reference", 2e-3,
+                        "rows": [bench.ratio_row("steps", "adam", "1e4", "fast numpy", 1e-3, "reference", 2e-3,
                                                  gbps=1.0, of_copy=0.1, target="≥1x", met=True).as_dict()]})
     assert "2.00x" in text and "≥1x: met" in text and "[steps]" in text
     with pytest.raises(ValueError, match="unknown section 'nope'"):

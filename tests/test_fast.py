@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -268,6 +269,65 @@ def test_printed_kernel_compiled_for_the_host_matches_the_reference(name, kw, dt
                 assert np.nanmax(ulp) <= 8, f"{label} at t={state.t}: {np.nanmax(ulp)} ulp"
             else:
                 assert np.array_equal(w, x, equal_nan=True), f"{label} differs at t={state.t}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# the compiled CPU engine (Numba), when installed
+# ---------------------------------------------------------------------------------------------------
+
+_NUMBA = importlib.util.find_spec("numba") is not None
+_COMPILED_CASES = [
+    ("adam", {}), ("adam", {"amsgrad": True, "weight_decay": 0.1}), ("adam", {"eps_mode": "inside_sqrt", "ema": "lerp"}),
+    ("adamw", {}), ("radam", {}), ("adabelief", {}), ("adabelief", {"amsgrad": True, "weight_decay": 0.1}),
+    ("diffgrad", {}), ("sgd", {"momentum": 0.9, "nesterov": True}), ("rmsprop", {"centered": True, "momentum": 0.5}),
+    ("adagrad", {}), ("adadelta", {}), ("lion", {}), ("signsgd", {}),
+]
+
+
+@pytest.mark.skipif(not _NUMBA, reason="Numba is not installed (the numba extra)")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name, kw", _COMPILED_CASES)
+def test_numba_engine_matches_the_reference(name, kw, dtype):
+    rule = ro.rules.get(name, **kw)
+    fused = fast.fused(rule, engine="numba", threads=2)
+    rng = np.random.default_rng(13)
+    params, grads = _trees(rng, dtype, steps=6)
+    p, state = params, rule.init(params)
+    for g in grads:
+        got_p, got_s = fused.step(p, g, state)  # from the reference's state: one step compared at a time
+        p, state = rule.step(p, g, state)
+        for want, got in [(p, got_p)] + [(state.slots[k], got_s.slots[k]) for k in state.slots]:
+            for key in want:
+                w, x = np.asarray(want[key]), np.asarray(got[key])
+                assert x.dtype == dtype and x.shape == w.shape
+                if name in EXP_RULES:
+                    ulp = np.abs(w.astype(np.float64) - x) / np.spacing(np.abs(w).astype(dtype)).astype(np.float64)
+                    assert np.nanmax(ulp, initial=0) <= 8, f"{key}: {np.nanmax(ulp)} ulp at t={state.t}"
+                else:
+                    assert np.array_equal(w, x, equal_nan=True), f"{key} differs at t={state.t}"
+
+
+@pytest.mark.skipif(not _NUMBA, reason="Numba is not installed (the numba extra)")
+def test_numba_engine_passes_the_golden_vectors():
+    for name, hyper in [("adam", {"weight_decay": 0.0, "amsgrad": False, "eps_mode": "after_bias_correction",
+                                  "maximize": False, "ema": "multiply_add"}),
+                        ("diffgrad", {"weight_decay": 0.0, "eps_mode": "after_bias_correction", "eps_root": 0.0})]:
+
+        def make(**kw):
+            fused = fast.fused(ro.rules.get(name, **kw), engine="numba")
+            return lambda params, grads, state: fused.step(params, grads, fused.init(params) if state is None else state)
+
+        report = ro.verify.verify(make, rule=name, hyper=hyper, identify=False)
+        assert report.passed, report.text()
+        assert len(report.results) >= 4
+
+
+def test_numba_engine_is_named_and_hinted():
+    with pytest.raises(ValueError, match="engine must be one of"):
+        fast.fused(ro.rules.adam(), engine="c")
+    if not _NUMBA:
+        with pytest.raises(ImportError, match=r"pip install 'refopt\[numba\]'"):
+            fast.fused(ro.rules.adam(), engine="numba")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -182,7 +182,7 @@ def _si(seconds: float) -> str:
 
 
 def table(report: dict[str, Any]) -> str:
-    """The report as a plain-text table, one block per section."""
+    """The report as a plain-text table, one block per section (columns sized to their contents)."""
     m = report["machine"]
     lines = [
         f"refopt bench --backend {report['backend']}{' --quick' if report['quick'] else ''}: {m.get('cpu')}, "
@@ -191,21 +191,28 @@ def table(report: dict[str, Any]) -> str:
         f"copy bandwidth {report['copy_gbps']:.1f} GB/s (read + write); ratio = peer time / time "
         f"(above 1: faster than the peer)",
     ]
-    section = None
+    header = ("case", "size", "impl", "time", "ratio", "vs", "GB/s", "%copy", "target")
+    right = {"time", "ratio", "GB/s", "%copy"}
+    sections: dict[str, list] = {}
     for r in report["rows"]:
-        if r["section"] != section:
-            section = r["section"]
-            lines += ["", f"[{section}]", f"{'case':<20}{'size':<26}{'impl':<28}{'time':>10}{'ratio':>9}  "
-                      f"{'vs':<26}{'GB/s':>7}{'%copy':>7}  target"]
-        target = ""
-        if r.get("target"):
-            target = f"{r['target']}: {'met' if r.get('met') else 'NOT met'}"
-        ratio = f"{r['ratio']:.2f}x" if r.get("ratio") is not None else ""
-        gbps = f"{r['gbps']:.1f}" if r.get("gbps") is not None else ""
-        of_copy = f"{100 * r['of_copy']:.0f}%" if r.get("of_copy") is not None else ""
-        lines.append(f"{r['case']:<20}{r['size']:<26}{r['impl']:<28}{_si(r['seconds']):>10}{ratio:>9}  "
-                     f"{(r.get('peer') or ''):<26}{gbps:>7}{of_copy:>7}  {target}")
-        if r.get("note"):
-            lines.append(f"{'':<20}  note: {r['note']}")
+        target = f"{r['target']}: {'met' if r.get('met') else 'NOT met'}" if r.get("target") else ""
+        cells = (
+            r["case"], r["size"], r["impl"], _si(r["seconds"]),
+            f"{r['ratio']:.2f}x" if r.get("ratio") is not None else "", r.get("peer") or "",
+            f"{r['gbps']:.1f}" if r.get("gbps") is not None else "",
+            f"{100 * r['of_copy']:.0f}%" if r.get("of_copy") is not None else "", target,
+        )
+        sections.setdefault(r["section"], []).append((cells, r.get("note", "")))
+    for name, rows in sections.items():
+        widths = [max(len(h), *(len(c[i]) for c, _ in rows)) for i, h in enumerate(header)]
+
+        def fmt(cells):
+            return "  ".join(c.rjust(w) if h in right else c.ljust(w) for c, w, h in zip(cells, widths, header)).rstrip()
+
+        lines += ["", f"[{name}]", fmt(header)]
+        for cells, note in rows:
+            lines.append(fmt(cells))
+            if note:
+                lines.append(f"    note: {note}")
     lines.append(f"\n(total {report['seconds']:.0f} s)")
     return "\n".join(lines)

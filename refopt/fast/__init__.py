@@ -59,30 +59,45 @@ def supports(rule: Rule) -> tuple[bool, str]:
 class FusedRule:
     """A rule's fast evaluation: ``init`` and ``step`` as the rule's, nothing else.
 
-    ``fma``: let the CUDA compiler contract ``a*b + c`` (CuPy only; NumPy never contracts).
-    ``block``: elements per block on NumPy (default 65,536: a block's temporaries fit the L2
-    cache of one core). ``threads``: NumPy worker threads (default: the usable cores).
-    Neither changes a single bit of the NumPy result.
+    ``engine`` (NumPy arrays): ``"numpy"`` evaluates the traced step with NumPy on cache-sized
+    blocks over ``threads`` threads -- no dependency, and the reference's bits always;
+    ``"numba"`` compiles it into one parallel loop (the ``numba`` extra) -- the minimum memory
+    traffic, the reference's bits for ``+ - * / sqrt``, a few ulp for ``exp`` (diffGrad).
+    CuPy arrays always run the fused CUDA kernel.
+    ``fma``: let the CUDA compiler contract ``a*b + c`` (CuPy only; the CPU engines never do).
+    ``block``: elements per block of the ``"numpy"`` engine (default 65,536: a block's
+    temporaries stay in one core's L2 cache); ``threads``: CPU threads (default: the usable
+    cores).  Neither changes a bit of the result.
     """
 
-    def __init__(self, rule: Rule, *, fma: bool = False, block: int = 1 << 16, threads: int | None = None):
+    ENGINES = ("numpy", "numba")
+
+    def __init__(self, rule: Rule, *, engine: str = "numpy", fma: bool = False, block: int = 1 << 16,
+                 threads: int | None = None):
         ok, why = supports(rule)
         if not ok:
             raise ValueError(f"refopt.fast: no fast path for {rule!r}: {why}")
+        if engine not in self.ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(map(repr, self.ENGINES))}; got {engine!r}")
         if not isinstance(fma, bool):
             raise TypeError(f"fma must be True or False; got {fma!r}")
         if isinstance(block, bool) or not isinstance(block, numbers.Integral) or block < 1024:
             raise ValueError(f"block must be an int of at least 1024 elements; got {block!r}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1):
             raise ValueError(f"threads must be None (all usable cores) or an int >= 1; got {threads!r}")
+        if engine == "numba":
+            from . import _numba
+
+            _numba._numba()  # the install hint now, not at the first step
         self.rule = rule
         self._programs = ProgramCache(rule)
+        self.engine = engine
         self.fma = fma
         self.block = int(block)
         self.threads = threads
 
     def __repr__(self) -> str:
-        return f"fused({self.rule!r}, fma={self.fma})"
+        return f"fused({self.rule!r}, engine={self.engine!r}, fma={self.fma})"
 
     def init(self, params: Any) -> State:
         """The rule's initial state (the same State object type, usable by either path)."""
@@ -109,7 +124,12 @@ class FusedRule:
         scalars = rule._scalars(t)
         coefficients = [rule._coefficients(p, t, scalars, None, False) for p in ps]
         program = self._programs.get(t)
-        if backend == "numpy":
+        if backend == "numpy" and self.engine == "numba":
+            from . import _numba
+
+            new_p, new_s = _numba.step(rule, program, ps, gs, slots, coefficients, threads=self.threads,
+                                       targets=targets)
+        elif backend == "numpy":
             from . import _numpy
 
             threads = self.threads if self.threads is not None else _numpy.default_threads()
@@ -161,6 +181,7 @@ class FusedRule:
         return targets
 
 
-def fused(rule: Rule, *, fma: bool = False, block: int = 1 << 16, threads: int | None = None) -> FusedRule:
+def fused(rule: Rule, *, engine: str = "numpy", fma: bool = False, block: int = 1 << 16,
+          threads: int | None = None) -> FusedRule:
     """The fast evaluation of ``rule`` (see :class:`FusedRule`); raises ValueError when there is none."""
-    return FusedRule(rule, fma=fma, block=block, threads=threads)
+    return FusedRule(rule, engine=engine, fma=fma, block=block, threads=threads)
