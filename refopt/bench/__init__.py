@@ -63,7 +63,10 @@ def make_context(backend: str = "numpy", quick: bool = False, repeat: int = 5) -
         import array_api_compat.torch as xp
 
         info["torch"] = torch.__version__
-        ctx = Context(backend, xp, asarray=lambda a: torch.as_tensor(np.ascontiguousarray(a)))
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        ctx = Context(backend, xp, sync=sync, device=device,
+                      asarray=lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device))
     else:
         try:
             import cupy

@@ -56,6 +56,7 @@ class Context:
     ``quick``: small sizes and one repeat (used by the tests and ``--quick``);
     ``repeat``: timed calls per case, best taken; ``sync``: waits for queued device work.
     ``copy_gbps``: the measured copy bandwidth (bytes read + written per second), set once.
+    ``asarray``: a host NumPy array to this backend, on ``device``.
     """
 
     backend: str
@@ -66,6 +67,7 @@ class Context:
     copy_gbps: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
     asarray: Callable[[Any], Any] = lambda a: a  # a host NumPy array -> an array of this backend
+    device: Any = None  # where arrays are made: "cuda"/"cpu" for torch, None (the default) otherwise
 
     def time(self, fn: Callable[[], Any], repeat: int | None = None, warmup: int = 1) -> float:
         """Best wall time of ``fn()`` over ``repeat`` calls, after ``warmup`` untimed ones."""

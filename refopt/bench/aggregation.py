@@ -57,21 +57,10 @@ __all__ = ["run", "make_stack", "loop_sq_distances", "loop_krum", "loop_nnm_trim
 # backend helpers
 
 
-def _device(ctx: Context) -> Any:
-    dev = ctx.info.get("device") if isinstance(ctx.info, dict) else None
-    if dev is not None:
-        return dev
-    if ctx.backend == "torch":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return None
-
-
 def _put(ctx: Context, a: np.ndarray) -> Any:
     """A host array on the context's backend and device (a copy)."""
     a = np.array(a, copy=True)
-    dev = _device(ctx)
+    dev = ctx.device
     return ctx.xp.asarray(a, device=dev) if dev is not None else ctx.xp.asarray(a)
 
 

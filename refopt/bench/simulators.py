@@ -62,16 +62,6 @@ __all__ = ["run", "collab_peer", "fed_peer", "SECTION"]
 _RTOL = 1e-9
 
 
-def _device(ctx: Context) -> Any:
-    dev = ctx.info.get("device") if isinstance(ctx.info, dict) else None
-    if dev is not None:
-        return dev
-    if ctx.backend == "torch":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return None
-
 
 def _compare(a: np.ndarray, b: np.ndarray) -> tuple[bool, float]:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
@@ -174,7 +164,7 @@ def _collab_rows(ctx: Context) -> list[Row]:
 
     data = problems.load_dataset("digits")
     problem = problems.softmax_regression(data[0].shape[1], 10)
-    dev = _device(ctx)
+    dev = ctx.device
     quick = ctx.quick
     cases = (
         ("dsgd", "dsgd", 0, None, None, 5 if quick else 100),
@@ -283,7 +273,7 @@ def fed_peer(scheme: str, problem_name: str, *, clients: int, horizon: Any, delt
 def _fed_rows(ctx: Context) -> list[Row]:
     from refopt.federated import simulate
 
-    dev = _device(ctx)
+    dev = ctx.device
     quick = ctx.quick
     rows = []
     for problem_name, horizon in (("quadratic", 100 if quick else 3000), ("softmax", 40 if quick else 1500)):
