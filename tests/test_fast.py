@@ -18,6 +18,9 @@ import importlib.util
 import shutil
 import subprocess
 import sys
+import tempfile
+import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -269,6 +272,97 @@ def test_printed_kernel_compiled_for_the_host_matches_the_reference(name, kw, dt
                 assert np.nanmax(ulp) <= 8, f"{label} at t={state.t}: {np.nanmax(ulp)} ulp"
             else:
                 assert np.array_equal(w, x, equal_nan=True), f"{label} differs at t={state.t}"
+
+
+class _HostElementwiseKernel:
+    """cupy.ElementwiseKernel's contract, with the body compiled for the host (a stand-in for tests).
+
+    Array parameters (``T name``) are read element by element, ``float64`` parameters are scalars,
+    outputs are assigned element by element; arguments come inputs first, then outputs, as CuPy
+    takes them.  The options given are recorded.
+    """
+
+    built: list = []
+
+    def __init__(self, in_params, out_params, operation, name="kernel", options=()):
+        self.ins = [tuple(p.split()) for p in in_params.split(",")]
+        self.outs = [tuple(p.split()) for p in out_params.split(",")]
+        self.options = options
+        self.name = name
+        self.operation = operation
+        self.libs = {}
+        _HostElementwiseKernel.built.append(self)
+
+    def _lib(self, ctype):
+        if ctype not in self.libs:
+            arrays = [n for t, n in self.ins if t == "T"]
+            scalars = [n for t, n in self.ins if t == "float64"]
+            params = ", ".join([f"const {ctype}* {n}_" for n in arrays] + [f"double {n}" for n in scalars]
+                               + [f"{ctype}* {n}_" for _, n in self.outs])
+            src = "\n".join([
+                "#include <cmath>", "using std::sqrt; using std::exp; using std::fabs;",
+                f"typedef {ctype} T;",
+                f'extern "C" void run(long n, {params}) {{',
+                "  for (long i = 0; i < n; ++i) {",
+                *[f"    const T {a} = {a}_[i];" for a in arrays],
+                *[f"    T& {o} = {o}_[i];" for _, o in self.outs],
+                *("    " + line for line in self.operation.splitlines()),
+                "  }", "}",
+            ])
+            where = Path(tempfile.mkdtemp())
+            (where / "k.cpp").write_text(src)
+            subprocess.run([_CXX, "-O2", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(where / "k.so"),
+                            str(where / "k.cpp")], check=True, capture_output=True)
+            self.libs[ctype] = ctypes.CDLL(str(where / "k.so"))
+        return self.libs[ctype]
+
+    def __call__(self, *args):
+        arrays = [a for a in args if isinstance(a, np.ndarray)]
+        n_in = sum(1 for t, _ in self.ins if t == "T")
+        scalars = [a for a in args if not isinstance(a, np.ndarray)]
+        assert len(arrays) == n_in + len(self.outs) and len(scalars) == sum(1 for t, _ in self.ins if t == "float64")
+        assert all(isinstance(s, np.float64) for s in scalars)  # doubles, as declared
+        lib = self._lib("float" if arrays[0].dtype == np.float32 else "double")
+        ptrs = [ctypes.c_void_p(np.ascontiguousarray(a).ctypes.data) for a in arrays[:n_in]]
+        outs = arrays[n_in:]
+        lib.run(ctypes.c_long(arrays[0].size), *ptrs, *[ctypes.c_double(float(s)) for s in scalars],
+                *[ctypes.c_void_p(o.ctypes.data) for o in outs])
+
+
+@pytest.mark.skipif(_CXX is None or sys.platform != "linux", reason="needs a C++ compiler on Linux")
+@pytest.mark.parametrize("fma", [False, True])
+def test_cupy_step_drives_the_elementwise_kernel_as_cupy_would(monkeypatch, fma):
+    """refopt.fast._cupy against a host stand-in of CuPy: argument order, scalar types, outputs, options."""
+    fake = types.SimpleNamespace(ElementwiseKernel=_HostElementwiseKernel,
+                                 empty=lambda shape, dtype: np.empty(shape, dtype=dtype))
+    monkeypatch.setattr(_cupy, "_cupy", lambda: fake)
+    _cupy._kernel.cache_clear()
+    _HostElementwiseKernel.built.clear()
+    try:
+        for name, kw in [("adam", {"amsgrad": True, "weight_decay": 0.1}), ("sgd", {"momentum": 0.9}), ("lion", {})]:
+            rule = ro.rules.get(name, **kw)
+            cache = fast._trace.ProgramCache(rule)
+            rng = np.random.default_rng(2)
+            p = {"a": rng.standard_normal(300).astype(np.float32), "b": rng.standard_normal((4, 5))}
+            state = rule.init(p)
+            for step in range(3):
+                g = {k: rng.standard_normal(v.shape).astype(v.dtype) for k, v in p.items()}
+                xp, ps, gs, slots, _ = rule._check_inputs(p, g, state)
+                t = state.t + 1
+                coefficients = [rule._coefficients(q, t, rule._scalars(t), None, False) for q in ps]
+                targets = None if step < 2 else [{n: np.empty_like(q) for n, _ in cache.get(t).outputs} for q in ps]
+                new_p, new_s = _cupy.step(rule, cache.get(t), ps, gs, slots, coefficients, fma=fma, targets=targets)
+                p, state = rule.step(p, g, state)
+                for i, key in enumerate(p):
+                    assert np.array_equal(new_p[i], p[key]), (name, key, step)
+                    for slot in rule.slots():
+                        assert np.array_equal(new_s[i][slot], state.slots[slot][key]), (name, slot, step)
+                    if targets is not None:
+                        assert new_p[i] is targets[i]["p"]
+        assert {k.options for k in _HostElementwiseKernel.built} == {() if fma else ("--fmad=false",)}
+        assert all(k.name.startswith("refopt_") for k in _HostElementwiseKernel.built)
+    finally:
+        _cupy._kernel.cache_clear()
 
 
 # ---------------------------------------------------------------------------------------------------
