@@ -381,7 +381,7 @@ _COMPILED_CASES = [
 @pytest.mark.skipif(not _NUMBA, reason="Numba is not installed (the numba extra)")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name, kw", _COMPILED_CASES)
-def test_numba_engine_matches_the_reference(name, kw, dtype):
+def test_numba_engine_matches_the_reference_bit_for_bit(name, kw, dtype):
     rule = ro.rules.get(name, **kw)
     fused = fast.fused(rule, engine="numba", threads=2)
     rng = np.random.default_rng(13)
@@ -394,11 +394,8 @@ def test_numba_engine_matches_the_reference(name, kw, dtype):
             for key in want:
                 w, x = np.asarray(want[key]), np.asarray(got[key])
                 assert x.dtype == dtype and x.shape == w.shape
-                if name in EXP_RULES:
-                    ulp = np.abs(w.astype(np.float64) - x) / np.spacing(np.abs(w).astype(dtype)).astype(np.float64)
-                    assert np.nanmax(ulp, initial=0) <= 8, f"{key}: {np.nanmax(ulp)} ulp at t={state.t}"
-                else:
-                    assert np.array_equal(w, x, equal_nan=True), f"{key} differs at t={state.t}"
+                # exp included: it is NumPy's own, between two compiled loops
+                assert np.array_equal(w, x, equal_nan=True), f"{key} differs at t={state.t}"
 
 
 @pytest.mark.skipif(not _NUMBA, reason="Numba is not installed (the numba extra)")

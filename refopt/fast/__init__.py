@@ -2,7 +2,7 @@
 
 The reference (``rule.step``) is written for reading: one array-API operation per term of the
 paper's box, each a full pass over the parameters.  A fast path computes the same step with
-the traffic the step needs, and is opt-in::
+about the traffic the step needs, and is opt-in::
 
     import refopt as ro
     rule = ro.rules.adam(lr=1e-3)
@@ -10,21 +10,27 @@ the traffic the step needs, and is opt-in::
     state = fast.init(params)
     params, state = fast.step(params, grads, state)
 
-Which path runs is decided by the arrays' library:
+Every path starts from the same place: the rule's own ``_leaf`` run once on symbols
+(:mod:`refopt.fast._trace`), which records the algorithm box as a straight-line elementwise
+program in the reference's order of operations.  The program is then run
 
-NumPy
-    the reference's own per-array code on cache-sized blocks, spread over threads
-    (:mod:`refopt.fast._numpy`): equal to ``rule.step`` bit for bit;
-CuPy
-    one fused CUDA kernel per parameter array, printed from the traced step
-    (:mod:`refopt.fast._cupy`); ``fma=False`` (the default) compiles it without
-    multiply-add contraction, so that ``+ - * / sqrt`` round exactly like the reference.
+on NumPy arrays, ``engine="numpy"`` (default)
+    operation by operation with NumPy on cache-sized blocks, spread over threads
+    (:mod:`refopt.fast._numpy`);
+on NumPy arrays, ``engine="numba"``
+    as parallel loops compiled by Numba, with NumPy's ``exp`` between them where the box has
+    one (:mod:`refopt.fast._numba`; the ``numba`` extra);
+on CuPy arrays
+    as one fused CUDA kernel per parameter array (:mod:`refopt.fast._cupy`); ``fma=False``
+    (the default) compiles it without multiply-add contraction.
 
-Both take the rules whose step is elementwise -- sgd, adam, adamw, amsgrad, radam,
-adabelief, diffgrad, rmsprop, adagrad, adadelta, lion, signsgd -- with scalar
-hyper-parameters and every option; :func:`supports` says why a rule is refused (a rule that
-pools over the whole tree, such as clipping's top-fraction threshold, or a batched
-configuration).  Other array libraries get a clear error: run them with ``rule.step``.
+The CPU engines give ``rule.step``'s result bit for bit; the CUDA kernel with ``fma=False``
+does for ``+ - * / sqrt`` and is within CUDA's 2 ulp for ``exp`` (diffGrad).  They take the
+rules whose step is elementwise -- sgd, adam, adamw, amsgrad, radam, adabelief, diffgrad,
+rmsprop, adagrad, adadelta, lion, signsgd -- with scalar hyper-parameters and every option;
+:func:`supports` says why a rule is refused (a rule that pools over the whole tree, such as
+clipping's top-fraction threshold, or a batched configuration).  Other array libraries get a
+clear error: run them with ``rule.step``.
 
 Each path is checked against the reference and the golden vectors in ``tests/test_fast.py``.
 """
@@ -32,6 +38,7 @@ Each path is checked against the reference and the golden vectors in ``tests/tes
 from __future__ import annotations
 
 import numbers
+import threading
 from types import MappingProxyType
 from typing import Any
 
@@ -60,9 +67,9 @@ class FusedRule:
     """A rule's fast evaluation: ``init`` and ``step`` as the rule's, nothing else.
 
     ``engine`` (NumPy arrays): ``"numpy"`` evaluates the traced step with NumPy on cache-sized
-    blocks over ``threads`` threads -- no dependency, and the reference's bits always;
-    ``"numba"`` compiles it into one parallel loop (the ``numba`` extra) -- the minimum memory
-    traffic, the reference's bits for ``+ - * / sqrt``, a few ulp for ``exp`` (diffGrad).
+    blocks over ``threads`` threads -- no dependency; ``"numba"`` compiles it into parallel
+    loops (the ``numba`` extra) -- about the minimum memory traffic.  Both give the reference's
+    bits.
     CuPy arrays always run the fused CUDA kernel.
     ``fma``: let the CUDA compiler contract ``a*b + c`` (CuPy only; the CPU engines never do).
     ``block``: elements per block of the ``"numpy"`` engine (default 65,536: a block's
@@ -91,6 +98,7 @@ class FusedRule:
             _numba._numba()  # the install hint now, not at the first step
         self.rule = rule
         self._programs = ProgramCache(rule)
+        self._local = threading.local()
         self.engine = engine
         self.fma = fma
         self.block = int(block)
@@ -127,8 +135,9 @@ class FusedRule:
         if backend == "numpy" and self.engine == "numba":
             from . import _numba
 
+            scratch = self._local.__dict__.setdefault("scratch", {})  # temporaries between loops, per thread
             new_p, new_s = _numba.step(rule, program, ps, gs, slots, coefficients, threads=self.threads,
-                                       targets=targets)
+                                       targets=targets, scratch=scratch)
         elif backend == "numpy":
             from . import _numpy
 

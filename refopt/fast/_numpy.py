@@ -1,19 +1,20 @@
-"""The NumPy fast path: the reference step, evaluated block by block.
+"""The NumPy fast path: the traced step, evaluated block by block.
 
 Why it is faster.  The reference evaluates a rule's box one array operation at a time; on
 10^7 parameters every operation is a full pass over memory and a fresh 40 MB temporary (an
-Adam step makes 13 of them, about six times the traffic the step needs).  Here the same
-``_leaf`` runs on blocks of ``block`` elements: the temporaries of one block stay in the
-core's cache, so main memory sees little more than the inputs read once and the outputs
-written once.  Blocks are shared among ``threads`` worker threads (NumPy releases the GIL
-inside its loops).
+Adam step makes 13 of them, about six times the traffic the step needs).  Here the traced
+program (:mod:`refopt.fast._trace`) runs on blocks of ``block`` elements, one NumPy call per
+operation with ``out=`` a block buffer: the temporaries of one block stay in the core's cache,
+so main memory sees little more than the inputs read once and the outputs written once.
+Blocks are shared among ``threads`` worker threads (NumPy releases the GIL inside its loops).
 
-Why it is exact.  Each block goes through the very code of the reference, the same NumPy
-operations in the same order on the same values; an elementwise operation's result for an
-element does not depend on where the element sits in its array.  The tracer
-(:mod:`refopt.fast._trace`) certifies that the step is elementwise before a block is cut.
-So the result equals ``rule.step`` bit for bit -- the tests check it on every rule and
-option this path accepts, and against the golden vectors.
+Why it is exact.  The program is the reference's own operations in the reference's order, each
+done by the same NumPy function on the same values (a coefficient is rounded to the array's
+dtype where it meets the array, as NumPy rounds a Python float), and an elementwise
+operation's result for an element does not depend on where the element sits in its array.
+The one liberty taken is ``s * x`` evaluated as ``x * s`` (and ``s + x`` as ``x + s``), which
+IEEE arithmetic defines to be the same number.  The tests check the result against
+``rule.step`` bit for bit on every rule and option this path accepts, and the golden vectors.
 
 This module is one of refopt's explicit fast paths: it imports NumPy directly.
 """
