@@ -626,3 +626,23 @@ def test_errors_before_any_work(name):
             assert result == "not called"
             assert state.t == 2
             np.testing.assert_equal((p, g, dict(state.slots)), before)
+
+
+@pytest.mark.parametrize("name", RULES)
+def test_zero_dimensional_params_stay_arrays_step_after_step(name):
+    """NumPy computes on 0-D arrays into NumPy scalars; the driver keeps params, state and trace
+    arrays (the second step used to refuse the scalar the first one returned)."""
+    rule = rule_cls(name)()
+    p = np.asarray(1.5, dtype=np.float32)
+    state = rule.init(p)
+    for k in range(3):
+        g = np.asarray(0.25 * (k + 1), dtype=np.float32)
+        p, state, trace = rule.trace(p, g, state)
+        assert type(p) is np.ndarray and p.shape == () and p.dtype == np.float32
+        assert all(type(v) is np.ndarray and v.shape == () for v in state.slots.values())
+        assert type(trace["update" if "update" in trace else "params"]) is np.ndarray
+    want = rule_cls(name)()
+    q, s = np.asarray([1.5], dtype=np.float32), want.init(np.asarray([1.5], dtype=np.float32))
+    for k in range(3):
+        q, s = want.step(q, np.asarray([0.25 * (k + 1)], dtype=np.float32), s)
+    assert p == q[0]  # the same numbers as a 1-element array
