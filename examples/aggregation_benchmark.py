@@ -20,26 +20,6 @@ import argparse
 import json
 
 
-def _context(backend: str, quick: bool, repeat: int):
-    from refopt.bench._common import Context
-
-    if backend == "numpy":
-        import array_api_compat.numpy as xp
-
-        sync = lambda: None  # noqa: E731
-    elif backend == "torch":
-        import array_api_compat.torch as xp
-        import torch
-
-        sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    else:
-        import array_api_compat.cupy as xp
-        import cupy
-
-        sync = cupy.cuda.Device().synchronize
-    return Context(backend, xp, quick=quick, repeat=1 if quick else repeat, sync=sync)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--backend", choices=("numpy", "torch", "cupy"), default="numpy")
@@ -49,9 +29,10 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="one JSON object per row")
     a = p.parse_args(argv)
 
-    from refopt.bench import aggregation, simulators
+    from refopt.bench import aggregation, copy_bandwidth, make_context, simulators
 
-    ctx = _context(a.backend, a.quick, a.repeat)
+    ctx = make_context(a.backend, quick=a.quick, repeat=a.repeat)
+    ctx.copy_gbps = copy_bandwidth(ctx)
     rows = aggregation.run(ctx)
     if a.simulators:
         rows += simulators.run(ctx)

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from .. import functions, rules
+from .. import _array, functions, rules
 from .. import run as run_rule
 from ._common import Context, Row, ratio_row
 
@@ -70,8 +70,8 @@ def run(ctx: Context) -> list[Row]:
         with np.errstate(over="ignore", invalid="ignore"):
             single = run_rule(rules.adam(lr=float(lr[i, 0]), betas=(float(beta1[i, 0]), 0.999)), f,
                               ctx.asarray(x0_host[i]), steps)
-        a = np.asarray(_host(single.x[-1]))
-        b = np.asarray(_host(result["r"].x[-1]))[i]
+        a = _array.to_numpy(single.x[-1])
+        b = _array.to_numpy(result["r"].x[-1])[i]
         equal &= bool(np.array_equal(a, b, equal_nan=True))
     separate_s = (time.perf_counter() - start) * lr.shape[0] / sample
     size = f"{lr.shape[0]} configs x {steps} steps"
@@ -88,9 +88,3 @@ def run(ctx: Context) -> list[Row]:
                               met=torch_s / batched_s >= 50,
                               note=f"torch loop timed on {sample} configurations and scaled"))
     return rows
-
-
-def _host(x):
-    from .. import _array
-
-    return _array.to_numpy(x)

@@ -191,7 +191,7 @@ def step(rule, prog, ps, gs, slots, c_per_leaf, *, block: int, threads: int, tar
     names = rule.slots()
     plan = prog.__dict__.get("numpy_plan") or prog.__dict__.setdefault("numpy_plan", _Plan(prog))
     new_p, new_s = [], []
-    jobs = []  # (inputs, outputs, lo, hi, c, scalar values, dtype)
+    jobs = []  # (inputs, outputs, lo, hi, scalar values, dtype)
     for i, (p, g, s, c) in enumerate(zip(ps, gs, slots, c_per_leaf)):
         if targets is not None:
             outs = targets[i]
@@ -204,18 +204,18 @@ def step(rule, prog, ps, gs, slots, c_per_leaf, *, block: int, threads: int, tar
         values = plan.scalars(c, p.dtype)
         n = p.size
         for lo in range(0, n, block):
-            jobs.append((inputs, flat, lo, min(n, lo + block), c, values, p.dtype))
+            jobs.append((inputs, flat, lo, min(n, lo + block), values, p.dtype))
 
     def run(part):
         if not part:
             return
-        dtypes = {job[6] for job in part}
+        dtypes = {job[-1] for job in part}
         buffers = {
             dt: {"buf": [np.empty(block, dtype=dt) for _ in range(plan.n_buffers)],
                  "bool": [np.empty(block, dtype=bool) for _ in range(plan.n_buffers)]}
             for dt in dtypes
         }
-        for inputs, outputs, lo, hi, c, values, dtype in part:
+        for inputs, outputs, lo, hi, values, dtype in part:
             plan.run(inputs, outputs, lo, hi, values, buffers[dtype])
 
     workers = min(threads, len(jobs))

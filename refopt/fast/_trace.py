@@ -327,16 +327,16 @@ def trace_leaf(rule, t: int) -> Program:
             f"{rule.name} has batched hyper-parameters ({', '.join(rule._batched())}); the fast paths take "
             f"scalar hyper-parameters (run a batch with rule.step)"
         )
+    values = _coefficient_values(rule, t)
     prog = Program()
-    prog.options = options_of(rule, t)
+    prog.options = _options(values)
     p = prog.array("p")
     g = prog.array("g")
     slots = {name: prog.array("s_" + name) for name in rule.slots()}
-    values = dict(vars(rule._coefficients(_NoArray, t, rule._scalars(t), None, False)))
     c = _Coefficients(prog, values)
     try:
         p_new, s_new, _ = rule._leaf(_Namespace(prog), p, g, slots, c)
-    except NotElementwise:
+    except NotElementwise:  # a TypeError itself: pass it on unwrapped
         raise
     except (AttributeError, TypeError) as exc:  # an operation outside the traced subset
         raise NotElementwise(f"{rule.name}: {exc}") from exc
@@ -346,11 +346,19 @@ def trace_leaf(rule, t: int) -> Program:
     return prog
 
 
-def options_of(rule, t: int) -> tuple:
-    """The coefficients of step ``t`` that select code rather than enter arithmetic."""
-    values = vars(rule._coefficients(_NoArray, t, rule._scalars(t), None, False))
+def _coefficient_values(rule, t: int) -> dict[str, Any]:
+    """Every coefficient of step ``t`` (hyper-parameters, constants, scalars) as Python values."""
+    return dict(vars(rule._coefficients(_NoArray, t, rule._scalars(t), None, False)))
+
+
+def _options(values: dict[str, Any]) -> tuple:
     return tuple((k, v) for k, v in values.items()
                  if k != "t" and (isinstance(v, bool) or not isinstance(v, (int, float))))
+
+
+def options_of(rule, t: int) -> tuple:
+    """The coefficients of step ``t`` that select code rather than enter arithmetic."""
+    return _options(_coefficient_values(rule, t))
 
 
 class ProgramCache:

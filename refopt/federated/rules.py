@@ -73,6 +73,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import _array
+from .._checks import check_int as _int
 from ..rules._base import suggest
 
 __all__ = [
@@ -120,16 +121,6 @@ def _real(fn: str, name: str, value: Any, *, low: float = -math.inf, low_open: b
         hi = "" if high == math.inf else f" and <= {high:g}"
         raise ValueError(f"{fn}: {name} must be a finite real number{lo}{hi}; got {value!r}")
     return x
-
-
-def _int(fn: str, name: str, value: Any, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{fn}: {name} must be an integer; got {value!r}")
-    v = int(value)
-    if v < low or (high is not None and v > high):
-        rng = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{fn}: {name} must be an integer {rng}; got {value!r}")
-    return v
 
 
 def _host_vector(fn: str, name: str, value: Any, length: int | None = None, *, positive: bool = False,
