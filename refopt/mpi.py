@@ -368,9 +368,12 @@ class MPIComm:
         where = f" in {what}" if what else ""
         msg = f"refopt: rank {self.rank} of {self.size} failed{where}: {type(exc).__name__}: {exc}"
         try:
-            sys.stderr.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-            sys.stderr.write(msg + "\nrefopt: aborting all ranks (MPI_Abort)\n")
+            # one write, the headline first: the launcher forwards stderr asynchronously and may
+            # drop what arrives after MPI_Abort starts tearing the job down
+            sys.stderr.write(msg + "\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                             + "refopt: aborting all ranks (MPI_Abort)\n")
             sys.stderr.flush()
+            time.sleep(0.2)  # let the launcher forward it before the job is torn down
         finally:
             try:
                 self.comm.Abort(1)
