@@ -74,6 +74,25 @@ STATE_NAMES = {
 
 ULP_BOUND = {(name, v): spec["variants"][v][1] for name, spec in RULES.items() for v in spec["variants"]}
 
+# The float32 bound, derived step by step (no constant tuned on one CPU).  Both runs start
+# from the same θ0 and, at step s, compute θ_s = fl(θ_{s-1} - u_s).  Their difference grows
+# per step by at most
+#   * 1 ulp of max|θ| so far: each run rounds θ - u once (≤ ½ ulp each; 2 ulps in all where
+#     a result may fall in the next binade), and torch fuses some multiply-adds into one FMA
+#     where the array API rounds twice, which the next item counts;
+#   * the difference of the two u_s: u_s is the end of a chain of c roundings that can fall
+#     differently (c = ULP_BOUND of the variant: 4 where refopt evaluates in torch's order,
+#     8 for β m + (1-β) g against torch's lerp), plus 2 per earlier step for the moving
+#     averages, which carry each step's two roundings forward; each is a relative error of at
+#     most ε = 2⁻²⁴ of the step's magnitude.  The magnitude is the largest |θ_s - θ_{s-1}| of
+#     any element so far on torch's float64 run (one element's update can cancel to 0 while
+#     its rounding errors stay those of the large operands).
+# So after t steps the difference is at most Σ_{s≤t} (1 + (c + 2s)·ε·U_s / ulp(max|θ|)) ulps.
+# This is a worst case (errors adding with one sign); the observed maxima (``python
+# tests/_torchref.py``) are several times smaller, and a wrong constant in a float32 step
+# (a β or ε rounded in float64, or not at all) moves the result by ~|u|/ulp, far above it.
+EPS32 = float(np.finfo(np.float32).eps) / 2  # unit roundoff 2⁻²⁴
+
 # θ-dependent gradients feed every rounding difference back into the next gradient; over
 # 20 steps of an expanding map (maximize, momentum) that grows them (SGD: 6 ulp observed)
 COUPLED_FACTOR = 2.0
@@ -90,14 +109,26 @@ def ill_conditioned(case: "Case") -> bool:
     return case.rule == "rmsprop" and bool(case.hyper.get("centered")) and case.grads == "nonlinear"
 
 
-def ulp_bound(case: "Case", variant: str, torch_own: float | None = None) -> float:
-    """The float32 bound of one case; ``torch_own`` is torch's float32 error against its
-    float64 run (needed only for :func:`ill_conditioned` cases)."""
-    bound = ULP_BOUND[(case.rule, variant)]
+def ulp_bound(case: "Case", variant: str, ref64: np.ndarray, torch_own: float | None = None) -> np.ndarray:
+    """The float32 bound of one case, per step and element (shape of the trajectory), from
+    the derivation above; ``ref64`` is torch's float64 trajectory and ``torch_own`` torch's
+    float32 error against it (needed only for :func:`ill_conditioned` cases)."""
+    c = ULP_BOUND[(case.rule, variant)]
+    r = ref64.astype(np.float64)
+    step = np.max(np.abs(np.diff(r, axis=0)), axis=1)  # largest |θ_s - θ_{s-1}|, s = 1..t
+    big = np.maximum.accumulate(step)  # U_s
+    s = np.arange(1, r.shape[0])
+    top = np.maximum(floor(r), np.finfo(np.float32).tiny)
+    unit = np.spacing(top.astype(np.float32)).astype(np.float64)
+    # ½ ulp of each run's rounded θ: one ulp of max|θ|, two where the float32 runs (within
+    # 2⁻¹⁰ relative of float64, far more than their few hundred ulps) may reach the next binade
+    rounding = np.spacing((top * (1 + 2.0**-10)).astype(np.float32)).astype(np.float64) / unit
+    per_step = rounding[1:] + (c + 2.0 * (s[:, None] - 1)) * EPS32 * big[:, None] / unit[1:]
+    bound = np.concatenate([np.zeros((1, r.shape[1])), np.cumsum(per_step, axis=0)])
     if case.grads == "nonlinear":
-        bound *= COUPLED_FACTOR
+        bound = bound * COUPLED_FACTOR
     if ill_conditioned(case):
-        bound = max(bound, ILL_CONDITIONED_FACTOR * torch_own)
+        bound = np.maximum(bound, ILL_CONDITIONED_FACTOR * torch_own)
     return bound
 
 
