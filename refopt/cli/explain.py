@@ -6,15 +6,26 @@ hyper-parameters, in trace order, with its trace name on the left, so each line 
 of the step table below.  A line that applies on some steps only (RAdam's rectified step)
 carries its condition in brackets.
 
-The built-in example is the notes' golden problem (update-rules.md §5), three coordinates
-with different curvature, so that a student can follow each quantity and a porter can
-compare the printed numbers with the notes' table.
+The built-in example has three coordinates with different curvature and a quartic term, so
+that each quantity differs between coordinates and the gradient is not a multiple of θ (a
+multiple would hide weight decay from the Adam family, which is invariant to gradient scale).
+refopt's golden vectors (``specs/vectors/``) use the same problem, so a porter can compare the
+printed numbers with a vector file.  On it refopt's parameters after 1 and 5 steps match, to
+the 10 significant digits recorded in the repository's tests (``tests/test_golden_core.py``,
+``test_rules_baselines.py``, ``test_adabelief.py``, ``test_diffgrad.py``), those of
+``torch.optim`` 2.13 (CPU), ``adabelief-pytorch`` 0.2.1 and ``torch-optimizer`` 0.3.0.
+
+The step table is built as data first (:func:`step_table`: one dict per step, keyed by row
+label) and then formatted (:func:`format_table`), so that a quantity a step does not compute
+-- RAdam's adaptive rate ``l_t`` before rectification starts -- is shown as absent at that
+step instead of shifting the rows below it.
 """
 
 from __future__ import annotations
 
 import textwrap
 import unicodedata
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -55,22 +66,91 @@ def _fmt(value, digits: int) -> str:
     return f"{float(value):.{digits}g}"
 
 
-def _rows(trace: dict) -> list[tuple[str, list]]:
-    """Flatten one step's trace into (row label, values) with one row per coordinate."""
-    rows = []
+def _rows(trace: dict) -> dict[str, object]:
+    """Flatten one step's trace into ``{row label: value}``, one row per coordinate
+    (``m[0]``, ``m[1]``, ...) and one per scalar (``t``, ``rectified``)."""
+    rows: dict[str, object] = {}
     for name, value in trace.items():
         if _array.is_array(value) or isinstance(value, (dict, list, tuple)):
             leaves, _, paths = _tree.flatten(value, name)
             for leaf, path in zip(leaves, paths):
                 flat = _array.to_numpy(leaf).reshape(-1)
                 for i, x in enumerate(flat):
-                    rows.append((f"{path}[{i}]", x))
-        elif isinstance(value, np.ndarray):
-            for i, x in enumerate(value.reshape(-1)):
-                rows.append((f"{name}[{i}]", x))
+                    rows[f"{path}[{i}]"] = x
         else:
-            rows.append((name, value))
+            rows[name] = value
     return rows
+
+
+def _merge(order: list[str], labels: list[str]) -> None:
+    """Add to ``order`` the labels it lacks, each right after the label that precedes it in
+    ``labels`` (so RAdam's ``l_t``, traced from the first rectified step on, lands between
+    ``m_hat`` and ``update`` however late it first appears)."""
+    known = set(order)
+    previous = None
+    for label in labels:
+        if label not in known:
+            at = order.index(previous) + 1 if previous is not None else 0
+            order.insert(at, label)
+            known.add(label)
+        previous = label
+
+
+@dataclass(frozen=True)
+class StepTable:
+    """Every traced quantity of the first steps, keyed by name.
+
+    ``labels`` lists every row that appears at any step, in trace order; ``steps[k]`` maps
+    the labels present at step ``k + 1`` to their values (a quantity that a step does not
+    compute, such as RAdam's ``l_t`` before rectification starts, is absent from that
+    step's dict and printed as an em dash, ``ABSENT``).
+    """
+
+    labels: tuple[str, ...]
+    steps: tuple[dict, ...]
+
+    def cell(self, step: int, label: str, digits: int) -> str:
+        """The printed text of one cell; ``step`` counts from 1."""
+        values = self.steps[step - 1]
+        return _fmt(values[label], digits) if label in values else ABSENT
+
+
+ABSENT = "\u2014"  # an em dash: the quantity is not computed at this step
+
+
+def step_table(rule, steps: int, dtype="float64") -> StepTable:
+    """Run ``rule`` for ``steps`` steps on the example problem and collect, per step, the
+    parameters going in (``params_in``), the gradient (``grad``) and every quantity of
+    ``rule.trace``, one row per coordinate."""
+    dtype = np.dtype(dtype)
+    theta = _THETA0.astype(dtype)
+    state = rule.init(theta)
+    order: list[str] = []
+    table = []
+    for _ in range(steps):
+        grad = _gradient(theta.astype(np.float64)).astype(dtype)
+        theta_before = theta
+        theta, state, trace = rule.trace(theta, grad, state)
+        rows = _rows({"params_in": theta_before, "grad": grad, **trace})
+        _merge(order, list(rows))
+        table.append(rows)
+    return StepTable(tuple(order), tuple(table))
+
+
+def format_table(table: StepTable, digits: int) -> str:
+    """The step table as text: blocks of up to six steps, one row per label, absent cells
+    shown as ``ABSENT``."""
+    width = max(len(label) for label in table.labels)
+    cell_width = digits + 8
+    lines = []
+    for start in range(0, len(table.steps), _COLUMNS):
+        block = range(start + 1, min(start + _COLUMNS, len(table.steps)) + 1)
+        lines.append("")
+        lines.append(" " * width + "".join(f"  {'step ' + str(k):>{cell_width}}" for k in block))
+        for label in table.labels:
+            cells = "".join(f"  {table.cell(k, label, digits):>{cell_width}}" for k in block)
+            lines.append(f"{label:<{width}}{cells}")
+    return "\n".join(lines)
 
 
 def equations(rule) -> str:
@@ -121,23 +201,5 @@ def run(args) -> int:
     print()
     print(f"example: {EXAMPLE}  ({args.dtype}, gradient evaluated exactly)")
 
-    theta = _THETA0.astype(dtype)
-    state = rule.init(theta)
-    steps = []
-    for _ in range(args.steps):
-        grad = _gradient(theta.astype(np.float64)).astype(dtype)
-        theta_before = theta
-        theta, state, trace = rule.trace(theta, grad, state)
-        steps.append(_rows({"params_in": theta_before, "grad": grad, **trace}))
-
-    labels = [label for label, _ in steps[0]]
-    width = max(len(label) for label in labels)
-    for start in range(0, len(steps), _COLUMNS):
-        block = steps[start : start + _COLUMNS]
-        header = " " * width + "".join(f"  {'step ' + str(start + j + 1):>{args.digits + 8}}" for j in range(len(block)))
-        print()
-        print(header)
-        for r, label in enumerate(labels):
-            cells = "".join(f"  {_fmt(step[r][1], args.digits):>{args.digits + 8}}" for step in block)
-            print(f"{label:<{width}}{cells}")
+    print(format_table(step_table(rule, args.steps, dtype), args.digits))
     return 0
