@@ -7,6 +7,11 @@ Models (array API, many parameter vectors at once; shapes in :mod:`refopt.proble
     loss, grad = p.loss_grad(theta, X, y)  # theta (nodes, dim), X (nodes, b, 64), y (nodes, b)
     acc = p.accuracy(theta, X_test, y_test)
 
+    t = refopt.problems.get("transformer")     # 1 layer, width 32, 2 heads, context 64: 20 991 parameters
+    X, y = t.example_batch(16, seed=0)         # token windows of the seeded character corpus (char_corpus)
+    c = refopt.problems.get("cnn")             # 2 conv + ReLU + max-pool layers and a dense head: 1 898
+    Hv = p.hvp(theta, v, X, y)                 # Hessian-vector product (exact or float64 central difference)
+
     q = refopt.problems.quadratic_clients(range(10))            # θ_i* = i, A_i = 1 (federated.md §6)
     q.loss_grad(theta)                     # theta (..., M, d) -> loss (..., M), grad (..., M, d)
     q.optimum(weights)                     # argmin Σ p_i L_i, closed form (4.5 here)
@@ -23,17 +28,30 @@ Data (host side, NumPy)::
 from __future__ import annotations
 
 from ..rules._base import suggest
-from ._base import Problem
+from ._base import InputTypeError, Problem
+from ._cnn import CNN, cnn
+from ._corpus import ALPHABET, SplitMix64, char_corpus, decode, encode
 from ._data import DATASETS, dataset_info, dataset_names, digits_images, gaussian_mixture, load_dataset
 from ._models import MLP, SoftmaxRegression, mlp, softmax_regression
 from ._quadratic import QuadraticClients, quadratic_clients, random_quadratic_clients
 from ._split import SPLIT_METHODS, class_proportions, dirichlet_split
+from ._transformer import Transformer, transformer
 
 __all__ = [
     "Problem",
     "SoftmaxRegression",
     "MLP",
     "QuadraticClients",
+    "CNN",
+    "Transformer",
+    "InputTypeError",
+    "cnn",
+    "transformer",
+    "char_corpus",
+    "decode",
+    "encode",
+    "ALPHABET",
+    "SplitMix64",
     "softmax_regression",
     "mlp",
     "quadratic_clients",
@@ -54,6 +72,8 @@ __all__ = [
 _BUILDERS = {
     "softmax_regression": softmax_regression,
     "mlp": mlp,
+    "cnn": cnn,
+    "transformer": transformer,
     "quadratic_clients": quadratic_clients,
     "random_quadratic_clients": random_quadratic_clients,
 }
@@ -65,7 +85,7 @@ def names() -> list[str]:
 
 
 def get(name: str, **params) -> Problem:
-    """Build a problem by name, e.g. ``get("mlp", features=64, hidden=32, classes=10)``."""
+    """Build a problem by name, e.g. ``get("mlp", features=64, hidden=32, classes=10)``, ``get("transformer")``."""
     if not isinstance(name, str) or name not in _BUILDERS:
         raise ValueError(suggest(str(name), list(_BUILDERS), "problem"))
     return _BUILDERS[name](**params)

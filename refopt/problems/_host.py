@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-__all__ = ["linear_layers_init", "zeros"]
+__all__ = ["linear_layers_init", "zeros", "normal_init", "gaussian_batch", "windows", "rows_batch"]
 
 
 def zeros(dim: int) -> np.ndarray:
@@ -33,3 +33,41 @@ def linear_layers_init(seed: int, layers: list[tuple[int, int]]) -> np.ndarray:
         pieces.append(rng.uniform(-bound, bound, size=fan_out * fan_in))
         pieces.append(rng.uniform(-bound, bound, size=fan_out))
     return np.concatenate(pieces).astype(np.float64)
+
+
+def normal_init(seed: int, layout: list, std: float) -> np.ndarray:
+    """GPT-2's initialisation of a flat layout ``[(name, shape, start, stop), ...]``: entries named
+    ``tok``/``pos``/``*_w`` drawn N(0, std²) in layout order, ``*_g`` (LayerNorm gains) 1, the rest 0."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(layout[-1][3] if layout else 0)
+    for name, _shape, a, b in layout:
+        leaf = name.split(".")[-1]
+        if leaf in ("tok", "pos") or leaf.endswith("_w"):
+            out[a:b] = rng.normal(0.0, std, size=b - a)
+        elif leaf.endswith("_g"):
+            out[a:b] = 1.0
+    return out
+
+
+def gaussian_batch(seed: int, size: int, features: int, classes: int):
+    """``X ~ N(0, 1) (size, features)`` then ``y ~ U{0..classes-1} (size,)`` from ``default_rng(seed)``."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((size, features))
+    y = rng.integers(0, max(classes, 1), size=size).astype(np.int64)
+    return X, y
+
+
+def windows(tokens: np.ndarray, context: int, size: int, seed: int):
+    """``size`` windows of ``context + 1`` consecutive tokens at offsets uniform from ``default_rng(seed)``:
+    ``(X (size, context), y (size, context))``, y the tokens one step later."""
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, tokens.size - context, size=size)
+    w = tokens[starts[:, None] + np.arange(context + 1)]
+    return np.array(w[:, :-1], dtype=np.int64), np.array(w[:, 1:], dtype=np.int64)
+
+
+def rows_batch(X: np.ndarray, y: np.ndarray, size: int, seed: int):
+    """``size`` rows of ``(X, y)`` drawn without replacement (with, when size > rows) by ``default_rng(seed)``."""
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(X.shape[0], size=size, replace=size > X.shape[0])
+    return np.array(X[idx], dtype=np.float64), np.array(y[idx], dtype=np.int64)

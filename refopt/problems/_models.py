@@ -69,6 +69,19 @@ class _Classifier(Problem):
         return loss + p, grad + pg
 
 
+    def _penalty_hvp(self, xp, theta, v):
+        """The penalty's Hessian times v: l2 v ("squared"); l2 (v/‖θ‖ − θ (θ·v)/‖θ‖³) ("norm", 0 at θ = 0)."""
+        if self.l2 == 0.0:
+            return 0.0
+        if self.penalty == "squared":
+            return self.l2 * v
+        norm = xp.sqrt(xp.sum(theta * theta, axis=-1, keepdims=True))
+        safe = xp.where(norm > 0.0, norm, xp.ones_like(norm))
+        tv = xp.sum(theta * v, axis=-1, keepdims=True)
+        h = v / safe - theta * (tv / (safe * safe * safe))
+        return self.l2 * xp.where(norm > 0.0, h, xp.zeros_like(h))
+
+
 class SoftmaxRegression(_Classifier):
     """Multinomial logistic regression with a bias: ``logits = X Wᵀ + b`` (layout in the module docstring)."""
 
@@ -100,6 +113,22 @@ class SoftmaxRegression(_Classifier):
         db = xp.sum(G, axis=-2)                            # (..., C)
         grad = xp.concat([_flat(xp, dW, lead, C * F), db], axis=-1)
         return self._add_penalty(xp, theta, loss, grad)
+
+    def _hvp(self, xp, theta, v, X, y):
+        """Exact: with p = softmax(z), z = X Wᵀ + b and the direction's ż = X V_Wᵀ + v_b, the
+        logits' Hessian (diag p − p pᵀ)/b applied to ż is ṗ/b, ṗ = p ⊙ (ż − Σ p ż); then
+        H v = [ (ṗ/b)ᵀ X | Σ ṗ/b ] plus the penalty's Hessian applied to v."""
+        W, b = self.unflatten(theta)
+        VW, vb = self.unflatten(v)
+        z = self._logits(xp, theta, X)
+        e = xp.exp(z - xp.max(z, axis=-1, keepdims=True))
+        pr = e / xp.sum(e, axis=-1, keepdims=True)
+        dz = X @ xp.matrix_transpose(VW) + vb[..., None, :]
+        R = pr * (dz - xp.sum(pr * dz, axis=-1, keepdims=True)) * (1.0 / X.shape[-2])
+        lead = tuple(R.shape[:-2])
+        C, F = self.num_classes, self.features
+        hv = xp.concat([_flat(xp, xp.matrix_transpose(R) @ X, lead, C * F), xp.sum(R, axis=-2)], axis=-1)
+        return hv + self._penalty_hvp(xp, theta, v)
 
     def init(self, seed: int = 0):
         from ._host import linear_layers_init

@@ -187,6 +187,26 @@ class QuadraticClients(Problem):
         xp = self._check_theta(theta)
         return self._loss_grad(xp, theta, None, None)
 
+    def hvp(self, theta: Any, v: Any, X: Any = None, y: Any = None):
+        """``(..., M, d)``: every client's Hessian A_i times its row of v (exact)."""
+        if X is not None or y is not None:
+            raise TypeError("quadratic_clients: this problem has no data; call hvp(theta, v) without X and y")
+        self._check_theta(theta)
+        return super().hvp(theta, v)
+
+    def _hvp(self, xp, theta, v, X, y):
+        """Exact: row i of v times its client's A_i (the Hessian of L_i)."""
+        _, curv = self._consts(theta)
+        if self.kind == "full":
+            return (curv @ v[..., None])[..., 0]
+        return xp.broadcast_to(curv * v, tuple(_array.broadcast_shapes(tuple(v.shape), tuple(curv.shape))))
+
+    def example_batch(self, size: int = 1, seed: int = 0, *, like: Any = None):
+        """``(None, None)``: quadratic clients take no data (``size`` and ``seed`` are checked only)."""
+        check_int(self.name, "size", size, 1)
+        check_int(self.name, "seed", seed, 0)
+        return None, None
+
     def global_loss_grad(self, theta: Any, weights: Any = None):
         """``(L (...,), ∇L (..., d))`` of the federated objective Σ_i p_i L_i at points theta ``(..., d)``."""
         xp = self._check_theta(theta)

@@ -1,0 +1,338 @@
+r"""A decoder-only transformer language model with a hand-derived exact gradient (array API).
+
+Model (GPT-2's shape, pre-LayerNorm), for token ids ``X (..., B, T)``, ``T <= context``::
+
+    x⁰ = E[X] + P[:T]                                    token + learned position embeddings
+    for each of the ``layers`` blocks:
+        h = LN₁(x);  [q k v] = h W_qkvᵀ + b_qkv         split into ``heads`` heads of width d = D / heads
+        A = softmax(q kᵀ / √d + causal mask)             (−∞ above the diagonal: position t sees 0..t)
+        x = x + (A v, heads concatenated) W_oᵀ + b_o
+        x = x + gelu(LN₂(x) W₁ᵀ + b₁) W₂ᵀ + b₂           MLP of width ``mlp`` (default 4 D)
+    logits = LN_f(x) W_headᵀ + b_head                     untied output head
+    loss = mean over the B·T positions of cross-entropy(logits, y)   y (..., B, T): the next tokens
+
+``LN(x) = γ ⊙ (x − μ) / √(σ² + 1e-5) + β`` over the feature axis (torch's LayerNorm). ``gelu``
+is the **tanh approximation** ``½ a (1 + tanh(c (a + 0.044715 a³)))``, ``c = √(2/π)`` -- the
+array API has no erf; it is torch's ``gelu(approximate='tanh')`` (and GPT-2's).
+
+Gradient (reverse mode by hand; ``G`` = (softmax − onehot(y)) / (B·T) on the logits)::
+
+    linear  y = x Wᵀ + b:      ∂W = ∂yᵀ x,  ∂b = Σ ∂y,  ∂x = ∂y W
+    LN:     x̂ = (x − μ)/s:     ∂γ = Σ ∂y ⊙ x̂,  ∂β = Σ ∂y,  ∂x = (g − mean(g) − x̂ mean(g ⊙ x̂)) / s,  g = γ ⊙ ∂y
+    gelu:   ∂a = ∂u ⊙ (½ (1 + t) + ½ a (1 − t²) c (1 + 3·0.044715 a²)),  t = tanh(c (a + 0.044715 a³))
+    attention (S = q kᵀ/√d, o = A v):
+            ∂A = ∂o vᵀ,  ∂v = Aᵀ ∂o,  ∂S = A ⊙ (∂A − rowsum(∂A ⊙ A)),  ∂q = ∂S k/√d,  ∂k = ∂Sᵀ q/√d
+    residual x + f(x): the gradients of both branches add
+    embeddings: ∂E = onehot(X)ᵀ ∂x⁰ (summed over positions),  ∂P[t] = Σ_B ∂x⁰[:, t]  (0 for t >= T)
+
+Masked scores are −∞, so their A is exactly 0 and so is their ∂S. The embedding lookup is a
+one-hot matrix product (exact: every product is by 1 or 0), which also broadcasts over many
+parameter vectors ``theta (..., dim)``.
+
+Flat layout (torch's ``parameters_to_vector`` order for the same modules)::
+
+    E (V, D) | P (context, D) | per block: γ₁ β₁ (D) W_qkv (3D, D) b_qkv (3D) W_o (D, D) b_o (D)
+    γ₂ β₂ (D) W₁ (M, D) b₁ (M) W₂ (D, M) b₂ (D) | γ_f β_f (D) | W_head (V, D) b_head (V)
+
+``transformer()`` (V = 95 printable characters, context 64, D = 32, 2 heads, 1 layer, M = 128)
+has 20 991 parameters. ``init(seed)``: GPT-2's initialisation, weights and embeddings
+N(0, 0.02²), biases 0, γ = 1, β = 0, from NumPy's ``default_rng(seed)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .. import _array
+from ._base import InputTypeError, Problem, check_int, check_real
+
+__all__ = ["Transformer", "transformer"]
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+_GELU_K = 0.044715
+LN_EPS = 1e-5
+
+
+def _gelu(xp, a):
+    t = xp.tanh(_GELU_C * (a + _GELU_K * (a * a * a)))
+    return 0.5 * a * (1.0 + t), t
+
+
+def _gelu_prime(a, t):
+    return 0.5 * (1.0 + t) + (0.5 * _GELU_C) * a * (1.0 - t * t) * (1.0 + (3.0 * _GELU_K) * (a * a))
+
+
+def _ln(xp, x, g, b):
+    mu = xp.mean(x, axis=-1, keepdims=True)
+    c = x - mu
+    s = xp.sqrt(xp.mean(c * c, axis=-1, keepdims=True) + LN_EPS)
+    xh = c / s
+    return xh * g[..., None, :] + b[..., None, :], (xh, s)
+
+
+def _ln_back(xp, dy, g, cache):
+    xh, s = cache
+    dg = xp.sum(dy * xh, axis=-2)
+    db = xp.sum(dy, axis=-2)
+    gy = dy * g[..., None, :]
+    dx = (gy - xp.mean(gy, axis=-1, keepdims=True) - xh * xp.mean(gy * xh, axis=-1, keepdims=True)) / s
+    return dx, dg, db
+
+
+def _lin(xp, x, W, b):
+    return x @ xp.matrix_transpose(W) + b[..., None, :]
+
+
+def _lin_back(xp, dy, x, W):
+    return dy @ W, xp.matrix_transpose(dy) @ x, xp.sum(dy, axis=-2)
+
+
+class Transformer(Problem):
+    """A decoder-only pre-LN transformer language model (equations and layout in the module docstring)."""
+
+    def __init__(self, vocab: int = 95, context: int = 64, width: int = 32, heads: int = 2, layers: int = 1,
+                 mlp: int | None = None, *, init_std: float = 0.02):
+        self.name = "transformer"
+        fn = self.name
+        self.vocab = check_int(fn, "vocab", vocab, 2)
+        self.context = check_int(fn, "context", context, 1)
+        self.width = check_int(fn, "width", width, 1)
+        self.heads = check_int(fn, "heads", heads, 1)
+        self.layers = check_int(fn, "layers", layers, 0)
+        self.mlp = check_int(fn, "mlp", 4 * self.width if mlp is None else mlp, 1)
+        self.init_std = check_real(fn, "init_std", init_std, 0.0)
+        if self.width % self.heads:
+            raise ValueError(f"{fn}: width must be a multiple of heads; got width {self.width}, heads {self.heads}")
+        self.features = self.context
+        self.num_classes = self.vocab
+        V, D, M = self.vocab, self.width, self.mlp
+        block = [("ln1_g", (D,)), ("ln1_b", (D,)), ("qkv_w", (3 * D, D)), ("qkv_b", (3 * D,)),
+                 ("o_w", (D, D)), ("o_b", (D,)), ("ln2_g", (D,)), ("ln2_b", (D,)),
+                 ("fc1_w", (M, D)), ("fc1_b", (M,)), ("fc2_w", (D, M)), ("fc2_b", (D,))]
+        spec = [("tok", (V, D)), ("pos", (self.context, D))]
+        for i in range(self.layers):
+            spec += [(f"{i}.{n}", s) for n, s in block]
+        spec += [("lnf_g", (D,)), ("lnf_b", (D,)), ("head_w", (V, D)), ("head_b", (V,))]
+        self.layout = []
+        off = 0
+        for n, s in spec:
+            size = math.prod(s)
+            self.layout.append((n, s, off, off + size))
+            off += size
+        self.dim = off
+
+    # -- parameters ------------------------------------------------------------------------
+
+    def unflatten(self, theta) -> dict:
+        """``{name: (..., *shape)}`` views of a flat parameter array (names as in :attr:`layout`)."""
+        xp = _array.namespace(theta)
+        lead = tuple(theta.shape[:-1])
+        return {n: xp.reshape(theta[..., a:b], (*lead, *s)) for n, s, a, b in self.layout}
+
+    def init(self, seed: int = 0):
+        from ._host import normal_init
+
+        return normal_init(check_int(self.name, "seed", seed, 0), self.layout, self.init_std)
+
+    # -- checks ----------------------------------------------------------------------------
+
+    def _check(self, theta, X, y, *, need_y: bool = True, one_hot: bool = True):
+        fn = self.name
+        if not _array.is_array(theta):
+            raise TypeError(f"{fn}: theta must be an array of shape (..., {self.dim}); got {type(theta).__name__}")
+        xp = _array.namespace(theta, what=f"{fn}: theta")
+        if not _array.is_real_floating(xp, theta.dtype):
+            raise InputTypeError(
+                f"{fn}: theta must have a real floating dtype (float32 or float64); got {_array.dtype_name(theta.dtype)}")
+        if theta.ndim == 0 or theta.shape[-1] != self.dim:
+            raise ValueError(f"{fn}: theta must have shape (..., {self.dim}) (the flat parameter vector has "
+                             f"{self.dim} entries); got shape {tuple(theta.shape)}")
+        what = "X (token ids)"
+        if not _array.is_array(X):
+            raise TypeError(f"{fn}: X must be an integer array of token ids of shape (..., B, T); got {type(X).__name__}")
+        xp = _array.namespace(theta, X, what=f"{fn}: theta and X")
+        if not xp.isdtype(X.dtype, "integral"):
+            raise InputTypeError(f"{fn}: X must hold integer token ids; got dtype {_array.dtype_name(X.dtype)}")
+        if _array.device(X) != _array.device(theta):
+            raise ValueError(f"{fn}: X and theta must be on the same device; got {_array.device(X)} and "
+                             f"{_array.device(theta)}")
+        if X.ndim < 2 or not 1 <= X.shape[-1] <= self.context or X.shape[-2] == 0:
+            raise ValueError(f"{fn}: X must have shape (..., B, T) with B >= 1 sequences of 1 <= T <= "
+                             f"{self.context} tokens; got shape {tuple(X.shape)}")
+        lead = _array.broadcast_shapes(tuple(theta.shape[:-1]), tuple(X.shape[:-2]))
+        if lead is None:
+            raise ValueError(f"{fn}: the leading axes of theta {tuple(theta.shape)} and X {tuple(X.shape)} do not broadcast")
+        self._range(xp, X, what)
+        if y is None:
+            if need_y:
+                raise TypeError(f"{fn}: y is required: integer next-token ids of the shape of X")
+            return xp, None
+        if not _array.is_array(y):
+            raise TypeError(f"{fn}: y must be an integer array of the shape of X; got {type(y).__name__}")
+        xp = _array.namespace(theta, X, y, what=f"{fn}: theta, X and y")
+        if not xp.isdtype(y.dtype, "integral"):
+            raise InputTypeError(f"{fn}: y must hold integer token ids; got dtype {_array.dtype_name(y.dtype)}")
+        if _array.device(y) != _array.device(theta):
+            raise ValueError(f"{fn}: y and theta must be on the same device; got {_array.device(y)} and "
+                             f"{_array.device(theta)}")
+        if y.ndim < 2 or tuple(y.shape[-2:]) != tuple(X.shape[-2:]):
+            raise ValueError(f"{fn}: y must have shape (..., B, T) = (..., {X.shape[-2]}, {X.shape[-1]}) like X; "
+                             f"got shape {tuple(y.shape)}")
+        if _array.broadcast_shapes(lead, tuple(y.shape[:-2])) is None:
+            raise ValueError(f"{fn}: the leading axes of y {tuple(y.shape)} do not broadcast with theta and X")
+        self._range(xp, y, "y")
+        return xp, None
+
+    def _range(self, xp, ids, what):
+        low, high = int(xp.min(ids)), int(xp.max(ids))
+        if low < 0 or high >= self.vocab:
+            raise ValueError(f"{self.name}: {what} must hold token ids in [0, {self.vocab - 1}]; "
+                             f"got {low if low < 0 else high}")
+
+    # -- model -----------------------------------------------------------------------------
+
+    def loss_grad(self, theta, X=None, y=None):
+        xp, _ = self._check(theta, X, y)
+        return self._run(xp, theta, X, y, backward=True)
+
+    def loss(self, theta, X=None, y=None):
+        xp, _ = self._check(theta, X, y)
+        return self._run(xp, theta, X, y, backward=False)[0]
+
+    def _logits(self, xp, theta, X):
+        return self._run(xp, theta, X, None, backward=False)[1]
+
+    def accuracy(self, theta, X, y):
+        """The fraction ``(...,)`` of the B·T next tokens predicted right (arg-max of the logits)."""
+        xp, _ = self._check(theta, X, y)
+        pred = xp.argmax(self._logits(xp, theta, X), axis=-1)
+        hit = xp.astype(pred == xp.astype(y, pred.dtype), theta.dtype)
+        return xp.mean(xp.reshape(hit, (*hit.shape[:-2], -1)), axis=-1)
+
+    def _onehot(self, xp, ids, dtype):
+        classes = xp.arange(self.vocab, dtype=ids.dtype, device=_array.device(ids))
+        return xp.astype(ids[..., None] == classes, dtype)
+
+    def _run(self, xp, theta, X, y, *, backward: bool):
+        p = self.unflatten(theta)
+        dt = theta.dtype
+        B, T = X.shape[-2], X.shape[-1]
+        D, H = self.width, self.heads
+        d = D // H
+        scale = 1.0 / math.sqrt(d)
+        N = B * T
+        # embeddings: (..., B, T, D) -> flat positions (..., N, D)
+        oh = self._onehot(xp, xp.reshape(X, (*X.shape[:-2], N)), dt)           # (..., N, V)
+        x = oh @ p["tok"]                                                      # (..., N, D)
+        lead = tuple(x.shape[:-2])
+        pos = p["pos"][..., :T, :]
+        x = xp.reshape(xp.reshape(x, (*lead, B, T, D)) + pos[..., None, :, :], (*lead, B, T, D))
+        lead = tuple(x.shape[:-3])
+        x = xp.reshape(x, (*lead, N, D))
+        row = xp.arange(T, device=_array.device(theta))
+        causal = row[:, None] >= row[None, :]                                  # (T, T)
+        neg_inf = xp.asarray(-math.inf, dtype=dt, device=_array.device(theta))
+        caches = []
+        for i in range(self.layers):
+            q_ = f"{i}."
+            h, ln1 = _ln(xp, x, p[q_ + "ln1_g"], p[q_ + "ln1_b"])
+            qkv = _lin(xp, h, p[q_ + "qkv_w"], p[q_ + "qkv_b"])                # (..., N, 3D)
+            lead = tuple(qkv.shape[:-2])
+            qkv = xp.permute_dims(xp.reshape(qkv, (*lead, B, T, 3, H, d)),
+                                  (*range(len(lead)), len(lead) + 2, len(lead), len(lead) + 3,
+                                   len(lead) + 1, len(lead) + 4))               # (..., 3, B, H, T, d)
+            q, k, v = qkv[..., 0, :, :, :, :], qkv[..., 1, :, :, :, :], qkv[..., 2, :, :, :, :]
+            S = (q @ xp.matrix_transpose(k)) * scale                            # (..., B, H, T, T)
+            S = xp.where(causal, S, neg_inf)
+            e = xp.exp(S - xp.max(S, axis=-1, keepdims=True))
+            A = e / xp.sum(e, axis=-1, keepdims=True)
+            o = A @ v                                                           # (..., B, H, T, d)
+            nl = len(lead)
+            o = xp.reshape(xp.permute_dims(o, (*range(nl), nl, nl + 2, nl + 1, nl + 3)), (*lead, N, D))
+            x = x + _lin(xp, o, p[q_ + "o_w"], p[q_ + "o_b"])
+            h2, ln2 = _ln(xp, x, p[q_ + "ln2_g"], p[q_ + "ln2_b"])
+            a = _lin(xp, h2, p[q_ + "fc1_w"], p[q_ + "fc1_b"])
+            u, t = _gelu(xp, a)
+            x = x + _lin(xp, u, p[q_ + "fc2_w"], p[q_ + "fc2_b"])
+            caches.append((h, ln1, q, k, v, A, o, h2, ln2, a, u, t))
+        hf, lnf = _ln(xp, x, p["lnf_g"], p["lnf_b"])
+        logits = _lin(xp, hf, p["head_w"], p["head_b"])                        # (..., N, V)
+        lead = tuple(logits.shape[:-2])
+        if y is None:
+            return None, xp.reshape(logits, (*lead, B, T, self.vocab))
+        Y = self._onehot(xp, xp.reshape(y, (*y.shape[:-2], N)), dt)
+        z = logits - xp.max(logits, axis=-1, keepdims=True)
+        ez = xp.exp(z)
+        sz = xp.sum(ez, axis=-1, keepdims=True)
+        loss = xp.mean(xp.sum(Y * (xp.log(sz) - z), axis=-1), axis=-1)
+        if not backward:
+            return loss, logits
+        G = (ez / sz - Y) * (1.0 / N)
+        grads = {}
+        dhf, grads["head_w"], grads["head_b"] = _lin_back(xp, G, hf, p["head_w"])
+        dx, grads["lnf_g"], grads["lnf_b"] = _ln_back(xp, dhf, p["lnf_g"], lnf)
+        for i in reversed(range(self.layers)):
+            q_ = f"{i}."
+            h, ln1, q, k, v, A, o, h2, ln2, a, u, t = caches[i]
+            du, grads[q_ + "fc2_w"], grads[q_ + "fc2_b"] = _lin_back(xp, dx, u, p[q_ + "fc2_w"])
+            da = du * _gelu_prime(a, t)
+            dh2, grads[q_ + "fc1_w"], grads[q_ + "fc1_b"] = _lin_back(xp, da, h2, p[q_ + "fc1_w"])
+            dxl, grads[q_ + "ln2_g"], grads[q_ + "ln2_b"] = _ln_back(xp, dh2, p[q_ + "ln2_g"], ln2)
+            dx = dx + dxl
+            do, grads[q_ + "o_w"], grads[q_ + "o_b"] = _lin_back(xp, dx, o, p[q_ + "o_w"])
+            lead = tuple(do.shape[:-2])
+            nl = len(lead)
+            do = xp.permute_dims(xp.reshape(do, (*lead, B, T, H, d)), (*range(nl), nl, nl + 2, nl + 1, nl + 3))
+            dA = do @ xp.matrix_transpose(v)
+            dv = xp.matrix_transpose(A) @ do
+            dS = A * (dA - xp.sum(dA * A, axis=-1, keepdims=True))
+            dq = (dS @ k) * scale
+            dk = (xp.matrix_transpose(dS) @ q) * scale
+            dqkv = xp.stack([dq, dk, dv], axis=nl)                              # (..., 3, B, H, T, d)
+            dqkv = xp.reshape(xp.permute_dims(dqkv, (*range(nl), nl + 1, nl + 3, nl, nl + 2, nl + 4)),
+                              (*lead, N, 3 * D))
+            dh, grads[q_ + "qkv_w"], grads[q_ + "qkv_b"] = _lin_back(xp, dqkv, h, p[q_ + "qkv_w"])
+            dxl, grads[q_ + "ln1_g"], grads[q_ + "ln1_b"] = _ln_back(xp, dh, p[q_ + "ln1_g"], ln1)
+            dx = dx + dxl
+        lead = tuple(dx.shape[:-2])
+        grads["tok"] = xp.matrix_transpose(oh) @ dx                             # (..., V, D)
+        dpos = xp.sum(xp.reshape(dx, (*lead, B, T, D)), axis=-3)                # (..., T, D)
+        if T < self.context:
+            dpos = xp.concat([dpos, xp.zeros((*lead, self.context - T, D), dtype=dt,
+                                             device=_array.device(theta))], axis=-2)
+        grads["pos"] = dpos
+        lead = tuple(loss.shape)
+        flat = []
+        for n, s, a_, b_ in self.layout:
+            g = grads[n]
+            if tuple(g.shape[:-len(s)]) != lead:
+                g = xp.broadcast_to(g, (*lead, *s))
+            flat.append(xp.reshape(g, (*lead, b_ - a_)))
+        return loss, xp.concat(flat, axis=-1)
+
+    # -- data ------------------------------------------------------------------------------
+
+    def example_batch(self, size: int, seed: int = 0, *, like=None):
+        """``(X, y)``: ``size`` windows of ``context + 1`` consecutive characters of :func:`char_corpus`
+        at seeded offsets; X the first ``context`` token ids, y the next ones (int64 NumPy, or next
+        to ``like``)."""
+        from ._corpus import char_corpus
+        from ._host import windows
+
+        size = check_int(self.name, "size", size, 1)
+        seed = check_int(self.name, "seed", seed, 0)
+        if self.vocab < 95:
+            raise ValueError(f"{self.name}: example_batch draws from the 95-character corpus; vocab is {self.vocab}")
+        X, y = windows(char_corpus(), self.context, size, seed)
+        return self._convert(X, y, like, integer_x=True)
+
+    def __repr__(self):
+        return (f"<refopt problem transformer vocab={self.vocab} context={self.context} width={self.width} "
+                f"heads={self.heads} layers={self.layers} mlp={self.mlp}, dim={self.dim}>")
+
+
+def transformer(vocab: int = 95, context: int = 64, width: int = 32, heads: int = 2, layers: int = 1,
+                mlp: int | None = None, *, init_std: float = 0.02) -> Transformer:
+    """A decoder-only transformer language model (see :class:`Transformer`); the defaults are the
+    small one (20 991 parameters)."""
+    return Transformer(vocab, context, width, heads, layers, mlp, init_std=init_std)
