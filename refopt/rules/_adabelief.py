@@ -2,7 +2,8 @@
 
 Algorithm 2 of the paper in its final form (README image ``imgs/adabelief-algo2.png``; the
 author confirms it in juntang-zhuang/Adabelief-Optimizer#61), which is also what the
-official code computes (notes update-rules.md §1.1, §1.2):
+official code computes (juntang-zhuang/Adabelief-Optimizer
+pypi_packages/adabelief_pytorch0.2.1/adabelief_pytorch/AdaBelief.py with rectify=False):
 
     m_t = β1 m_{t-1} + (1 - β1) g_t
     s_t = β2 s_{t-1} + (1 - β2) (g_t - m_t)² + ε     ε is ACCUMULATED into the state; the
@@ -13,7 +14,8 @@ official code computes (notes update-rules.md §1.1, §1.2):
     θ_t = θ_{t-1} - (γ / bc1) m_t / denom
 
 The paper's projection Π is the identity (unconstrained problems).  Options, every one
-named after the implementation that uses it (notes §1.2-§1.6, discrepancy table §4):
+named after the implementation that uses it (the implementations, their files and versions,
+and the discrepancies D1-D13 are listed in specs/rules/adabelief.toml):
 
 weight decay (not in Algorithm 2; adabelief-pytorch's options)
     weight_decouple=True   θ <- θ(1 - γλ) before the step (official ≥ 0.1.0, kozistr, optax

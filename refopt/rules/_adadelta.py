@@ -1,6 +1,6 @@
 """Adadelta, as torch.optim.Adadelta (Zeiler's Algorithm 1 with a learning rate on the step).
 
-Algorithm box (torch's conventions, notes update-rules.md §3.6):
+Algorithm box (torch's conventions, pytorch/pytorch torch/optim/adadelta.py (torch 2.11-2.13)):
 
     g      <- -g                               if maximize (before weight decay)
     g      <- g + λ θ                          coupled L2 weight decay
@@ -14,7 +14,7 @@ Algorithm box (torch's conventions, notes update-rules.md §3.6):
 Zeiler (2012) has no learning rate (γ = 1, torch's default) and used ρ = 0.95, ε = 1e-6
 (§4.4); torch scales only the applied step by γ, never u, and defaults ρ = 0.9.  Keras
 (keras-team/keras keras/src/optimizers/adadelta.py) has the same box with lr 1e-3, ρ 0.95,
-ε 1e-7 (row 28 of update-rules.md §4).
+ε 1e-7 (discrepancy D28 of specs/rules/adadelta.toml).
 
 Sources: Zeiler, ADADELTA: An Adaptive Learning Rate Method, arXiv 1212.5701, Algorithm 1;
 pytorch/pytorch torch/optim/adadelta.py.

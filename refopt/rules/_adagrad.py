@@ -1,6 +1,6 @@
 """Adagrad, as torch.optim.Adagrad, with Keras's ε placement as an option.
 
-Algorithm box (torch's conventions, notes update-rules.md §3.5):
+Algorithm box (torch's conventions, pytorch/pytorch torch/optim/adagrad.py (torch 2.11-2.13)):
 
     g   <- -g                                  if maximize (before weight decay)
     g   <- g + λ θ                             coupled L2 weight decay
@@ -13,7 +13,8 @@ Algorithm box (torch's conventions, notes update-rules.md §3.5):
 Duchi, Hazan & Singer (2011) diagonal AdaGrad: θ <- θ - η g / (δ + √s), δ outside the root;
 there is no lr_decay (a Lua-torch legacy that torch keeps).  Keras
 (keras-team/keras keras/src/optimizers/adagrad.py) evaluates θ - (γ g)/√(s + ε) with
-defaults lr 1e-3, initial_accumulator_value 0.1, ε 1e-7 (update-rules.md §3.5, row 27 of §4).
+defaults lr 1e-3, initial_accumulator_value 0.1, ε 1e-7 (discrepancy D27 of
+specs/rules/adagrad.toml).
 
 Sources: Duchi, Hazan & Singer, Adaptive Subgradient Methods for Online Learning and
 Stochastic Optimization, JMLR 12 (2011); pytorch/pytorch torch/optim/adagrad.py.

@@ -1,11 +1,12 @@
 """SGD and Adam with Pan & Li's coordinate-wise clipping of the gradient (adaptive top fraction).
 
 C(·) clamps every entry to [-τ, τ], where τ = s · (the (⌊N c⌋+1)-th largest |g_i|) is pooled
-over *every* parameter array and recomputed each step (refopt.transforms, clipping.md §3.1):
-the top fraction c of the coordinates is clipped, whatever their scale.  Clipping happens on
-the gradient, before momentum / moment estimation (clipping.md §3.2).
+over *every* parameter array and recomputed each step (refopt.transforms; the authors'
+``clip_top_coordinates``): the top fraction c of the coordinates is clipped, whatever their
+scale.  Clipping happens on the gradient, before momentum / moment estimation, as in the
+authors' ``SGDClip`` and ``AdamClip`` (panyan7/adam-vs-sgd @ d85d3a1, torch_optimizer/).
 
-Clipped SGD (``SGDClip``, torch.optim.SGD's API and buffer rule, notes update-rules.md §3.1)::
+Clipped SGD (``SGDClip``, torch.optim.SGD's API and buffer rule, see refopt.rules.sgd)::
 
     g  <- -g                                  if maximize
     ĝ  = C(g)                                 τ from the raw gradients of the whole tree
@@ -26,12 +27,14 @@ Clipped Adam (``AdamClip``, torch.optim.Adam's API)::
 At t = 1, m̂ = C(g) and √v̂ = |g|, so the first step is γ C(g) / (|g| + ε) per coordinate
 (up to rounding): |update| < γ on every clipped coordinate, even on the first step.
 
-Conventions (clipping.md §3.2-3.4):
+Conventions (read in panyan7/adam-vs-sgd @ d85d3a1: torch_optimizer/, algorithm_list.py):
 - ``clip_fraction`` is the code's ``coordinate_clip``; its defaults are the paper's settings,
   0.1 for SGD and 0.5 for Adam (the code's classes default to 0, i.e. no clipping, which
   would make these rules plain SGD and Adam); ``threshold_scale`` s = 1 everywhere.
-- The released code clips only in its multi-tensor (``foreach=True``) path (§3.3); these
-  rules implement that intended path.  Its ``maximize`` for SGD follows the torch of its
+- The released code clips only in its multi-tensor (``foreach=True``) path: its functional
+  wrappers map ``foreach=None`` to the single-tensor path, which ignores ``coordinate_clip``,
+  and ``train_utils.py`` builds the optimizers without ``foreach``.  These rules implement
+  the intended multi-tensor path.  Its ``maximize`` for SGD follows the torch of its
   time (θ + γ d, weight decay added to the un-negated gradient); here, as in refopt's
   ``sgd`` and current torch, g is negated first, so clip_fraction = 0 gives ``sgd`` exactly.
 - ``zero_threshold``: the code ranks all entries, zeros included, so a gradient with more

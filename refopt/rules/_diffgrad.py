@@ -1,8 +1,8 @@
 """diffGrad: Adam whose first moment is damped by a friction coefficient on the gradient change.
 
-Algorithm 1 of the paper as the authors' code and notebook compute it (notes update-rules.md
-§2.1; the paper body itself was not retrievable, the equations are verified against
-``shivram1987/diffGrad`` ``diffGrad_v2.py`` and ``diffGrad_analytical.ipynb``):
+Algorithm 1 of the paper as the authors' code and notebook compute it (the equations below
+are checked against ``shivram1987/diffGrad`` @ 73233ba ``diffGrad_v2.py`` and
+``diffGrad_analytical.ipynb``, the code the paper points to):
 
     g   <- g + λ θ                                coupled L2 (the official code), or decoupled:
                                                   θ <- θ(1 - γλ) (weight_decouple, pytorch_optimizer ≥ 4.0)
@@ -19,12 +19,14 @@ Algorithm 1 of the paper as the authors' code and notebook compute it (notes upd
     θ_t = θ_{t-1} - (γ/bc1) ξ_t m_t / denom       = γ ξ_t m̂_t / (√v̂_t + ε)
 
 The default is the paper's √v̂ + ε because the house default is the paper's algorithm; the
-two forms differ by O(ε) (discrepancy §4 #18).  ``eps_root`` adds a constant inside the
-square root, √(v_t + ε_root), which pytorch_optimizer ≥ 4.0 hard-codes to 1e-15.
+two forms differ by O(ε) (discrepancy D18 of specs/rules/diffgrad.toml).  ``eps_root`` adds a
+constant inside the square root, √(v_t + ε_root), which pytorch_optimizer ≥ 4.0 hard-codes to
+1e-15.
 
-Notes on the official code (§2.1, §4 #14, #19, #20): ``diffGrad.py`` (the paper runs) stored a
-*reference* to p.grad as the previous gradient, so ξ ≡ 0.5 for t ≥ 2 under
-``zero_grad(set_to_none=False)``; diffGrad_v2 and every port here store a copy (refopt too).
+Notes on the official code (discrepancies D14, D19, D20 of specs/rules/diffgrad.toml):
+``diffGrad.py`` (the paper runs) stored a *reference* to p.grad as the previous gradient, so
+ξ ≡ 0.5 for t ≥ 2 under ``zero_grad(set_to_none=False)``; diffGrad_v2 and every port here
+store a copy (refopt too).
 pytorch_optimizer 2.7.0-3.11.0 drops ξ and √bc2 and is not diffGrad.  The official code
 mutates p.grad in place for the L2 term; refopt never writes into an input.
 
@@ -134,6 +136,6 @@ class DiffGrad(Rule):
         update = c.step_size * (m * xi) / denom  # torch-optimizer: addcdiv(m·ξ, denom, value=-step)
         trace["update"] = update
         # g_prev is a COPY of the gradient the friction saw (L2-augmented when coupled): the
-        # official diffGrad.py kept a reference to p.grad, which made ξ ≡ 0.5 (§4 #14)
+        # official diffGrad.py kept a reference to p.grad, which made ξ ≡ 0.5 (discrepancy D14)
         g_prev = xp.asarray(g, copy=True) if g is g_in else g
         return p - update, {"m": m, "v": v, "g_prev": g_prev}, trace

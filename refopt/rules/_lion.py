@@ -9,9 +9,10 @@ Algorithm box (Chen et al. 2023, Algorithm 2 / Program 1, in the official code's
     m  = β2 m + (1 - β2) g                      m_0 = 0; the state uses β2, not β1
 
 The paper writes θ <- θ - γ (sign(c) + λθ), the same number as the two lines above up to
-rounding; the official PyTorch code (and Pan & Li's copy, clipping.md §3.2) multiplies θ
-by (1 - γλ) before the signed step, which is what this rule evaluates.  optax.lion adds λθ
-to the signed update instead and defaults weight_decay to 1e-3 (a preset's concern).
+rounding; the official PyTorch code (and Pan & Li's copy, panyan7/adam-vs-sgd
+torch_optimizer/lion.py) multiplies θ by (1 - γλ) before the signed step, which is what this
+rule evaluates.  optax.lion adds λθ to the signed update instead and defaults weight_decay to
+1e-3 (a preset's concern).
 
 Sources: Chen et al., Symbolic Discovery of Optimization Algorithms, NeurIPS 2023
 (arXiv 2302.06675), Algorithm 2; google/automl lion/lion_pytorch.py and lucidrains/lion-pytorch

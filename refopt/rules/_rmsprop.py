@@ -1,6 +1,7 @@
 """RMSprop, plain and centered, as torch.optim.RMSprop, with the TF/Keras conventions as options.
 
-Algorithm box (torch's conventions, notes update-rules.md §3.4; no bias correction):
+Algorithm box (torch's conventions, pytorch/pytorch torch/optim/rmsprop.py (torch 2.11-2.13);
+no bias correction):
 
     g  <- -g                                      if maximize (before weight decay)
     g  <- g + λ θ                                 coupled L2 weight decay
@@ -20,7 +21,7 @@ Sources: Hinton, Srivastava & Swersky, Neural Networks for Machine Learning, lec
 arXiv 1308.0850, eqs. (38)-(41) (centered form, ε inside the root, lr inside the momentum
 buffer); pytorch/pytorch torch/optim/rmsprop.py (the defaults and the box above);
 keras-team/keras keras/src/optimizers/rmsprop.py (lr 1e-3, rho 0.9, ε 1e-7, √(v [- ḡ²] + ε),
-b = μ b + γ g/denom).  Discrepancy table row 26 of update-rules.md §4.
+b = μ b + γ g/denom).  Discrepancy D26 of specs/rules/rmsprop.toml.
 """
 
 from __future__ import annotations

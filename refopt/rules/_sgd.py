@@ -1,6 +1,6 @@
 """Stochastic gradient descent with momentum, dampening and Nesterov, as torch.optim.SGD.
 
-Algorithm box (torch's conventions, notes update-rules.md §3.1):
+Algorithm box (torch's conventions, pytorch/pytorch torch/optim/sgd.py (torch 2.11-2.13)):
 
     g  <- -g                                  if maximize (before weight decay)
     g  <- g + λ θ                             coupled L2 weight decay (torch), or

@@ -1,8 +1,8 @@
 """Sign and normalised SGD: torch-SGD momentum, then the sign or the unit direction of the step.
 
-Both rules share torch.optim.SGD's momentum (notes update-rules.md §3.1), as Pan & Li's
-``sign_sgd.py`` and ``normalized_sgd.py`` do (clipping.md §3.2; their coordinate clipping
-lives in refopt's clipped rules, not here):
+Both rules share torch.optim.SGD's momentum (refopt.rules.sgd), as Pan & Li's ``sign_sgd.py``
+and ``normalized_sgd.py`` do (panyan7/adam-vs-sgd @ d85d3a1, torch_optimizer/; their coordinate
+clipping lives in refopt's clipped rules, not here):
 
     g  <- -g                                    if maximize (before weight decay)
     g  <- g + λ θ                               coupled L2 weight decay
@@ -37,7 +37,8 @@ axes, so a batched run equals the K separate runs.
 Sources: Bernstein, Wang, Azizzadenesheli & Anandkumar, signSGD: Compressed Optimisation for
 Non-Convex Problems, ICML 2018 (arXiv 1802.04434), Algorithms 1-2; Cutkosky & Mehta, Momentum
 Improves Normalized SGD, ICML 2020; panyan7/adam-vs-sgd torch_optimizer/sign_sgd.py and
-torch_optimizer/normalized_sgd.py (the multi-tensor path, clipping.md §3.2-3.3).
+torch_optimizer/normalized_sgd.py @ d85d3a1 (the multi-tensor path: the single-tensor path that
+``foreach=None`` selects ignores the sign, the normalisation and the clipping).
 """
 
 from __future__ import annotations
