@@ -6,9 +6,10 @@ imports NumPy does not apply here, as for ``refopt.cli``).
 
 One file per rule, ``specs/vectors/<rule>.json`` (``refopt/_specs/vectors`` in an installed
 wheel), described by ``specs/schema/refopt_vectors_v1.schema.json`` and, for porters, by
-``specs/README.md``.  The layout follows the conformance vectors of Wycheproof and NIST
-(ecosystem.md §3): a file holds *groups* of shared hyper-parameters and dtype, a group
-holds *cases* with a stable id, a comment and flags saying why the case exists; every case
+``specs/README.md``.  The layout follows the conformance vectors of Wycheproof (C2SP/wycheproof,
+``doc/formats.md``) and NIST CAVP's known-answer and Monte Carlo tests: a file holds *groups*
+of shared hyper-parameters and dtype, a group holds *cases* with a stable id, a comment and
+flags saying why the case exists (the flags are explained in the file's ``notes``); every case
 lists its inputs (``params0``, ``grads`` for every step) and the expected ``params``,
 ``state`` and ``trace`` (every intermediate quantity, named as in the rule's spec) after
 every step -- or, for the 1000-step chain, after the checkpoint steps only, like a Monte
@@ -78,7 +79,7 @@ FLAGS: dict[str, str] = {
     "defaults": "every hyper-parameter at the rule's default",
     "first_step": "starts from the initial state (t = 0 before the step): bias corrections at their extreme",
     "huge_gradient": "gradients of magnitude ~1e30: squares overflow float32 to inf (and stay finite in float64)",
-    "long_chain": "1000 chained steps on the quartic of update-rules.md §5; only checkpoint steps are recorded",
+    "long_chain": "1000 chained steps on the quartic of refopt explain's example (specs/README.md); only checkpoint steps are recorded",
     "multi_step": "several steps with every intermediate recorded after each step",
     "non_finite": "some expected value is NaN or ±inf (compare: same non-finite value at the same place)",
     "option": "a non-default option value (a numerical convention or variant)",
@@ -113,7 +114,7 @@ _ARRAY_TOL = "ulp:16"
 _SCALAR_TOL = {"float64": "rtol:1e-13", "float32": "rtol:1e-6"}
 _CHAIN_TOL = {"float64": "rtol:1e-11", "float32": "rtol:1e-3"}
 
-# the quartic of update-rules.md §5: g = A ⊙ θ + B + θ³
+# the quartic of refopt explain's example (refopt.cli.explain): g = A ⊙ θ + B + θ³
 _QUARTIC_A = (3.0, 0.5, 10.0)
 _QUARTIC_B = (0.5, -1.0, 0.2)
 _QUARTIC_THETA0 = (1.0, -2.0, 0.5)
@@ -555,7 +556,7 @@ def _case_specs(name: str, config: dict, shape: list[int]) -> list[dict]:
     p0 = r.values(n, -2.0, 2.0)
     chain = {"kind": "long_chain", "flags": ["first_step", "long_chain"], "steps": _CHAIN_STEPS,
              "params0": None, "grads": None,
-             "comment": (f"{_CHAIN_STEPS} steps on f(θ) = Σ A θ²/2 + B θ + θ⁴/4 (update-rules.md §5) from "
+             "comment": (f"{_CHAIN_STEPS} steps on f(θ) = Σ A θ²/2 + B θ + θ⁴/4 (refopt explain's example) from "
                          f"θ0 = {list(_QUARTIC_THETA0)}, g = (A·θ + B) + (θ·θ)·θ in the group's dtype "
                          f"(A = {list(_QUARTIC_A)}, B = {list(_QUARTIC_B)} rounded to it); every gradient "
                          f"is stored; recorded at t = 1 and every {_CHAIN_EVERY} steps")}
