@@ -2,10 +2,11 @@
 
 Zhuang, Tang, Ding, Tatikonda, Dvornek, Papademetris, Duncan, "AdaBelief Optimizer:
 Adapting Stepsizes by the Belief in Observed Gradients", NeurIPS 2020 (arXiv 2010.07468),
-Fig. 3.  What is and is not verifiable is in refopt's reference note ``update-rules.md``
-§1.7: only Beale's start point (-2.5, -2.5) and box [-4, 4]² come from the authors' own
-material (``imgs/Beale2.gif``, ``imgs/beale3.png``); the other start points and boxes are
-those of the third-party reproductions (``seiyab/adabelief-toy-examples-pytorch``,
+Fig. 3.  Only Beale's start point (-2.5, -2.5) and box [-4, 4]² come from the authors' own
+material (juntang-zhuang/Adabelief-Optimizer ``imgs/Beale2.gif``, ``imgs/beale3.png``); the
+authors' material that refopt could check states no start point, box, learning rate or
+iteration count for the other panels, so those are the third-party reproductions'
+(``seiyab/adabelief-toy-examples-pytorch`` ``src/problems/toy.py``,
 ``Shreyans06/Exploring-AdaBelief-Edge-in-Optimization``), and ``start_source`` says so.
 
 Subgradient convention for ``|u|``: ``d|u|/du = sign(u)`` with ``sign(0) = 0`` (torch's
@@ -160,7 +161,7 @@ class Beale(Function2D):
     ∇r_i = (yⁱ - 1, i x yⁱ⁻¹), ∇²r_i = [[0, i yⁱ⁻¹], [i yⁱ⁻¹, i(i-1) x yⁱ⁻²]].
     Global minimum f(3, 0.5) = 0.  The benchmark box is [-4.5, 4.5]² (Surjanovic & Bingham);
     this is the AdaBelief figure's [-4, 4]² with the authors' start (-2.5, -2.5)
-    (``imgs/Beale2.gif``).  The figure may show ``log_beale`` instead (note §1.7).
+    (``imgs/Beale2.gif``).  The figure may show ``log_beale`` instead (see there).
     """
 
     name = "beale"
@@ -199,13 +200,15 @@ class LogBeale(Function2D):
     ∇g = ∇f / (10(1 + f));  ∇²g = ∇²f / (10(1 + f)) - ∇f ∇fᵀ / (10(1 + f)²).
     Same minimizer (3, 0.5), minimum 0.  The z-axis of the AdaBelief Beale figure spans
     about 0 to 1.1, which matches this transform on [-4, 4]² (max ≈ 1.12): the plotted and
-    probably optimised objective (an inference, note §1.7; also the transform of the
-    Shreyans06 reproduction).
+    probably optimised objective.  This is refopt's inference from the official figure
+    (``imgs/beale3.png``), not stated in any text by the authors; it is also the transform of
+    the Shreyans06 reproduction, and plain Beale at the reproductions' lr 1e-3 is unstable
+    for SGD (seiyab's report), which fits a transformed objective.
     """
 
     name = "log_beale"
     title = "log(1 + Beale)/10"
-    citation = Beale.citation + "; transform inferred in refopt note update-rules.md §1.7"
+    citation = Beale.citation + "; transform inferred by refopt from the z-range (0 to 1.1) of the official figure imgs/beale3.png"
     minimizers = ((3.0, 0.5),)
     minimum = 0.0
     domain = ((-4.0, 4.0), (-4.0, 4.0))

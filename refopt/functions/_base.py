@@ -19,7 +19,7 @@ minimum value), ``domain`` (the box ``((low, high), ...)`` the paper or the benc
 literature searches; every function here is *defined* on all of R^dim, the box is only
 where it is usually studied and plotted), ``start`` (the paper's start point, or None where
 none is known; ``start_source`` says where it comes from) and ``local_minima`` (the
-non-global local minima as ``(point, value)`` pairs, where the reference notes list them).
+non-global local minima as ``(point, value)`` pairs, where they are known).
 
 Kinks and jumps.  Where a function is not differentiable the gradient is a fixed choice,
 the same on every backend:

@@ -3,8 +3,9 @@
 Dubey et al., "diffGrad: An Optimization Method for Convolutional Neural Networks", IEEE
 TNNLS 31(11):4500-4511, 2020 (arXiv 1909.11015), section on synthetic functions; official
 code ``shivram1987/diffGrad`` (``diffGrad_analytical.ipynb``); closed forms as in
-``mhaut/AngularGrad`` ``analytical/main.py``.  Facts and numbers: refopt reference note
-``update-rules.md`` §2.3.
+``mhaut/AngularGrad`` ``analytical/main.py`` (whose F1 and F3 derivatives equal the notebook's
+and whose F2 derivative is the exact one).  The minima and the trajectories quoted below were
+computed by refopt from these definitions.
 
 Protocol of the paper's figure: domain [-1, 1], start x0 = -1, lr 0.1, β1 = 0.95,
 β2 = 0.999, ε = 1e-8, 299 updates.  Each piecewise definition is written "left branch for
@@ -113,7 +114,7 @@ class DiffGradF2Notebook(Function1D):
 
     ``diffGrad_analytical.ipynb`` codes the gradient of F2 as ``-40`` for x <= -0.9 and
     ``x·cos(8x) + sin(8x) + 3x²`` for x > -0.9: the factor 8 of ``8x·cos(8x)`` is missing
-    (reference note ``update-rules.md`` §2.3, "Discrepancy").  A gradient fixes a function up
+    (discrepancy D15 of specs/rules/diffgrad.toml).  A gradient fixes a function up
     to a constant on each branch; this is the one with that gradient, made continuous::
 
         G(x) = -40x + c                               x <= -0.9,   c = G_r(-0.9) - 36
@@ -131,7 +132,7 @@ class DiffGradF2Notebook(Function1D):
 
     name = "diffgrad_f2_notebook"
     title = "diffGrad F2 as the official notebook's gradient implies (x cos(8x) instead of 8x cos(8x))"
-    citation = _PAPER + "; discrepancy: refopt note update-rules.md §2.3"
+    citation = _PAPER + "; its F2 gradient lacks the factor 8 of 8x·cos(8x) (discrepancy D15, specs/rules/diffgrad.toml)"
     minimizers = ((-0.9,),)
     minimum = -0.70625079034393564
     domain = _DOMAIN

@@ -14,7 +14,8 @@ rounding per entry on every backend: ``cos(π m / (2d))`` for the integer
 ``m = (2n + 1) k mod 4d`` is taken from a table of Python floats (``math.cos``), so NumPy,
 torch and array-api-strict get the same matrix bit for bit.
 
-Pan & Li's sharp-coordinate quadratics (refopt note ``clipping.md`` §5): d = 1000
+Pan & Li's sharp-coordinate quadratics: refopt's own constructions (not from the paper, which
+gives no synthetic problem) that exhibit the paper's mechanism on a quadratic: d = 1000
 coordinates, the first k = 10 of them (1 %) "sharp" with curvature h = 1000, the rest 1:
 
 ``sharp_st1a``  "sharp coordinates hold the loss": x0_i = 1 + 0.5 sin(i).  f0 = 7121.655;
@@ -29,8 +30,9 @@ coordinates, the first k = 10 of them (1 %) "sharp" with curvature h = 1000, the
                 directions are no longer coordinates), where clipping's benefit vanishes.
 
 Sources: Pan & Li, "Toward Understanding Why Adam Converges Faster Than SGD for
-Transformers" (arXiv 2306.00204) for the mechanism; the functions and their numbers are
-the constructions of the refopt note ``clipping.md`` §5.
+Transformers" (arXiv 2306.00204) for the mechanism; the functions are refopt's, and every
+number above is computed by refopt in float64 (``refopt.diagnostics``; checked in the
+repository's ``tests/test_diagnostics.py``).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ __all__ = ["DiagonalQuadratic", "IllConditionedQuadratic", "SharpQuadratic", "dc
 
 _PAN_LI = (
     "Pan & Li, 'Toward Understanding Why Adam Converges Faster Than SGD for Transformers' "
-    "(arXiv 2306.00204); construction and numbers: refopt note clipping.md §5"
+    "(arXiv 2306.00204) for the mechanism; the quadratic is refopt's construction (refopt.functions.SharpQuadratic)"
 )
 
 
@@ -192,7 +194,9 @@ _TITLES = {
 
 
 class SharpQuadratic(DiagonalQuadratic):
-    r"""Pan & Li's sharp-coordinate quadratic f(x) = ½ Σ h_i (R x)_i² (refopt note clipping.md §5).
+    r"""A sharp-coordinate quadratic f(x) = ½ Σ h_i (R x)_i² for Pan & Li's mechanism.
+
+    refopt's construction (see the module docstring), not a problem of the paper.
 
     ``h_i = h`` for the first ``k`` coordinates and 1 for the others; ``regime`` picks the
     start point and R:
@@ -219,7 +223,7 @@ class SharpQuadratic(DiagonalQuadratic):
         self._setup([self.h] * self.k + [1.0] * (dim - self.k), self.regime == "st2")
         self.title = _TITLES[self.regime] + f" (d={dim}, k={self.k}, h={self.h:g})"
         self.domain = ((-math.inf, math.inf),) * dim
-        self.start_source = "refopt note clipping.md §5"
+        self.start_source = "refopt's construction (refopt.functions.SharpQuadratic)"
         base = [1.0 + 0.5 * math.sin(i) for i in range(dim)]
         if self.regime != "st1a":
             base = [0.05 * b if i < self.k else b for i, b in enumerate(base)]
