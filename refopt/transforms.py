@@ -3,18 +3,22 @@
 Each transform is a pure function of a parameter tree (one array, or a dict/list/tuple of
 arrays) written against the array API standard; nothing passed in is modified.
 
-Clip by value (torch ``clip_grad_value_``, optax ``clip``; notes clipping.md §4.2-4.3)::
+Clip by value (torch ``clip_grad_value_`` in pytorch/pytorch ``torch/nn/utils/clip_grad.py``,
+optax ``clip`` in google-deepmind/optax ``optax/transforms/_clipping.py`` @ 2edbcbe)::
 
     g_i <- clamp(g_i, -v, v)                                  fixed threshold v >= 0
 
-Clip by global norm (clipping.md §4.2-4.3), n = sqrt(Σ_arrays Σ_i g_i²) before clipping::
+Clip by global norm (torch ``clip_grad_norm_``, optax ``clip_by_global_norm``, same files),
+n = sqrt(Σ_arrays Σ_i g_i²) before clipping::
 
     optax:  g <- g                      if n < max_norm        an exact select, no epsilon
             g <- (g / n) · max_norm     otherwise
     torch:  g <- g · min(max_norm / (n + 1e-6), 1)             always multiplied; n is the
                                                                norm of the per-array norms
 
-Coordinate-wise clipping with an adaptive threshold (Pan & Li, clipping.md §3.1)::
+Coordinate-wise clipping with an adaptive threshold (Pan & Li, arXiv 2306.00204; the authors'
+``clip_top_coordinates``, copied in every optimizer file of panyan7/adam-vs-sgd
+``torch_optimizer/`` @ d85d3a1)::
 
     a   = |concat(flatten(g_k) for every array k)|  sorted descending, N entries
     k   = int(N · c)                                Python's truncation of the float64 product

@@ -26,7 +26,7 @@ class Row:
     ratio is taken against and ``ratio = peer_seconds / seconds`` (above 1: ``impl`` is that
     many times faster).  ``gbps`` is the achieved memory traffic (minimum bytes the step must
     move / seconds) and ``of_copy`` the same as a fraction of the measured copy bandwidth.
-    ``target`` states the issue's target for this row in words and ``met`` whether it holds.
+    ``target`` states refopt's performance target for this row in words and ``met`` whether it holds.
     """
 
     section: str

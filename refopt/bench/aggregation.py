@@ -1,6 +1,6 @@
 """Benchmark section ``aggregation``: robust aggregation of a large stack against a per-pair loop.
 
-Issue 7's target: at ``n = 100`` vectors of ``d = 10^6`` float32 entries, each rule at least 5x
+The target refopt sets itself: at ``n = 100`` vectors of ``d = 10^6`` float32 entries, each rule at least 5x
 faster than the straightforward implementation, with equal results.  For every rule the same
 quantity is computed twice, in one process, on the context's backend:
 
@@ -28,7 +28,7 @@ quantity is computed twice, in one process, on the context's backend:
 
 Results are compared: Krum must select the same vector (``equal`` means bit-identical); the
 averaging rules agree to float32 rounding (``allclose`` with ``rtol = atol = 1e-5`` for float32,
-``1e-12`` for float64; the note gives the largest absolute difference).
+``1e-12`` for float64; the row's ``note`` gives the largest absolute difference).
 
 Sizes: ``n = 100, d = 10^6, f = 10`` (``ctx.quick``: ``n = 20, d = 10^4, f = 3``).  The stack is a
 tight honest cloud (``center + 0.1 N(0, 1)``) with ``f`` sign-flipped, scaled rows ``-3 center``.

@@ -55,7 +55,7 @@ from refopt import _array
 from refopt.bench._common import Context, Row, ratio_row
 
 SECTION = "simulators"
-TARGET = None  # the issue sets no target for these rows: they are reported
+TARGET = None  # refopt sets no target for these rows: they are reported
 
 __all__ = ["run", "collab_peer", "fed_peer", "SECTION"]
 

@@ -12,11 +12,12 @@ parameter array and its gradient are stepped by
 * torch.optim's ``for-loop``, ``foreach`` and ``fused`` implementations of the rule where torch
   has it (SGD, Adam), stepping one tensor in place.
 
-The peer of every ratio is ``torch.optim.Adam(foreach=True)`` on the same size (the issue's
+The peer of every ratio is ``torch.optim.Adam(foreach=True)`` on the same size (refopt's
 yardstick for every rule, since torch has no AdaBelief or diffGrad), or, without torch, the
-reference path.  Bandwidth is the minimum traffic of the step (ecosystem.md §5.5: 20 bytes per
-float32 parameter for SGD with momentum, 28 for Adam and AdaBelief, 36 for diffGrad -- read p,
-g and the slots, write p and the slots) over the time, next to the measured copy bandwidth.
+reference path.  Bandwidth is the minimum traffic of the step (one read of p, g and every
+state slot and one write of p and the slots, 4 bytes each in float32: 20 bytes per parameter
+for SGD with momentum, 28 for Adam and AdaBelief, 36 for diffGrad) over the time, next to the
+measured copy bandwidth.
 """
 
 from __future__ import annotations

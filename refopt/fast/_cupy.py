@@ -3,8 +3,8 @@
 The kernel body is the rule's traced program (:mod:`refopt.fast._trace`) printed as CUDA C,
 one statement per operation of the reference, inside a ``cupy.ElementwiseKernel``: the step
 reads ``p``, ``g`` and the state slots once and writes the new values once -- the minimum
-traffic of ``ecosystem.md`` §5.5 (28 bytes per float32 parameter for Adam and AdaBelief, 36 for
-diffGrad).
+traffic of a step (28 bytes per float32 parameter for Adam and AdaBelief: read p, g, m, v,
+write p, m, v; 36 for diffGrad, which also reads and writes the previous gradient).
 
 Rounding.  NVRTC contracts ``a*b + c`` into one fused multiply-add by default, which rounds
 once instead of twice.  ``fma=False`` compiles with ``--fmad=false``: with CUDA's default
