@@ -16,6 +16,8 @@ dtype); each preset's ``notes`` say so.  Those are ulp-level in float32 and ~1e-
 
 from __future__ import annotations
 
+import dataclasses
+import numbers
 import struct
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -40,6 +42,7 @@ class Preset:
     to_hyper: Callable[[dict], dict]
     notes: str = ""
     inert: tuple[str, ...] = ()  # accepted, no numeric effect (they choose a kernel or a name)
+    versions: str = ""  # the releases it reproduces, as a PEP 440 range ("" where no bound is known)
 
     def build(self, **kwargs: Any) -> rules.Rule:
         unknown = [k for k in kwargs if k not in self.args]
@@ -49,11 +52,37 @@ class Preset:
                 + _close(unknown[0], list(self.args))
                 + f" (it takes {', '.join(self.args)})"
             )
+        for key, value in kwargs.items():
+            _check_argument(self.name, key, value, self.args[key])
         merged = {**self.args, **kwargs}
         missing = [k for k, v in merged.items() if v is REQUIRED]
         if missing:
             raise TypeError(f"{self.name}: missing required argument {missing[0]!r}")
-        return rules.get(self.rule, **self.to_hyper(merged))
+        try:
+            return rules.get(self.rule, **self.to_hyper(merged))
+        except (ValueError, TypeError) as exc:
+            if str(exc).startswith(self.name):
+                raise
+            raise type(exc)(f"{self.name}: {exc}") from None
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _check_argument(preset: str, key: str, value: Any, default: Any) -> None:
+    """The implementation's argument has the type of its default: a bool flag, a number, a pair
+    of numbers.  Values refopt cannot reproduce are refused later by the preset itself."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise TypeError(f"{preset}: {key} must be True or False; got {value!r}")
+    elif isinstance(default, tuple):
+        if not isinstance(value, (tuple, list)) or len(value) != len(default) or not all(
+                _is_real(x) or (x is None and None in default) for x in value):
+            raise TypeError(f"{preset}: {key} must be a pair of numbers like {default!r}; got {value!r}")
+    elif _is_real(default) or default is REQUIRED:
+        if not _is_real(value):
+            raise TypeError(f"{preset}: {key} must be a number; got {value!r}")
 
 
 def _close(key: str, known: list[str]) -> str:
@@ -70,8 +99,8 @@ def _unsupported(preset: str, arg: str, value: Any, why: str) -> ValueError:
 _PRESETS: dict[str, Preset] = {}
 
 
-def _add(name, rule, source, args, to_hyper, notes="", inert=()):
-    _PRESETS[name] = Preset(name, rule, source, dict(args), to_hyper, notes, tuple(inert))
+def _add(name, rule, source, args, to_hyper, notes="", inert=(), versions=""):
+    _PRESETS[name] = Preset(name, rule, source, dict(args), to_hyper, notes, tuple(inert), versions)
 
 
 # ---------------------------------------------------------------------------------------
@@ -543,6 +572,25 @@ _add(
     notes="decoupled weight decay by default; a hard-coded 1e-15 inside the root",
     inert=("foreach", "n_sma_threshold", "degenerated_to_sgd"),
 )
+
+
+# The releases each preset reproduces, where the release history says where that starts or
+# ends (``refopt verify`` reports an installed version outside the range).  The sources are
+# the ones each preset cites; Keras 3 rewrote the optimizers of tf.keras.
+_VERSIONS = {
+    "adabelief_pytorch.AdaBelief": ">=0.2.0",
+    "adabelief_pytorch.AdaBelief@0.1.0": "==0.1.0",
+    "adabelief_pytorch.AdaBelief@0.0.5": "==0.0.5",
+    "torch_optimizer.AdaBelief": "==0.3.0",
+    "torch_optimizer.DiffGrad": "==0.3.0",
+    "pytorch_optimizer.AdaBelief": ">=4.0.0",
+    "pytorch_optimizer.DiffGrad": ">=4.0.0",
+    "optax.adabelief": ">=0.2.4",
+    "torch.optim.SGD": ">=2.2",
+    **{n: ">=3.0" for n in _PRESETS if n.startswith("keras.optimizers.")},
+}
+for _name, _range in _VERSIONS.items():
+    _PRESETS[_name] = dataclasses.replace(_PRESETS[_name], versions=_range)
 
 
 def names() -> list[str]:

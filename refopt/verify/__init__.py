@@ -29,8 +29,9 @@ from __future__ import annotations
 
 from ._core import Case, CaseResult, Report, verify
 from ._data import Tolerance, VerifyError, errors
-from ._identify import KNOWN_BUGS, identify
+from ._bugs import KnownBug, catalogue
+from ._identify import identify, known_bugs
 from ._targets import adapter_names, invert, resolve
 
 __all__ = ["verify", "Report", "CaseResult", "Case", "VerifyError", "Tolerance", "errors", "adapter_names",
-           "invert", "resolve", "identify", "KNOWN_BUGS"]
+           "invert", "resolve", "identify", "known_bugs", "catalogue", "KnownBug"]

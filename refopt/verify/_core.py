@@ -6,16 +6,22 @@ Host-side module (NumPy arrays only).
 from __future__ import annotations
 
 import math
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from .. import rules
 from ..rules._base import suggest
-from . import _data, _identify
+from . import _bugs, _data, _identify
 from ._data import DTYPES, EXACT, Errors, Field, Tolerance, VerifyError, decode, group_hyper, json_float
-from ._targets import CallableTarget, PresetTarget, Target, resolve
+from ._targets import Target, resolve
+
+# how long one case may take in the target before it counts as hung (``--timeout``)
+CASE_TIMEOUT = 60.0
 
 
 # ---------------------------------------------------------------------------------------
@@ -106,6 +112,7 @@ class CaseResult:
     errors: dict = field(default_factory=dict)  # quantity -> Errors
     compared: list = field(default_factory=list)  # quantities compared
     outputs: dict = field(default_factory=dict, repr=False)  # t -> params (the target's)
+    side_effects: dict = field(default_factory=dict)  # detection -> first step it was seen
 
     def as_dict(self) -> dict:
         c = self.case
@@ -115,18 +122,21 @@ class CaseResult:
             "first_divergence": self.first, "compared": self.compared,
             "errors": {q: e.as_dict() for q, e in self.errors.items()},
             "tolerance": {q: c.tolerance(q).text for q in self.compared},
+            "side_effects": dict(self.side_effects),
         }
 
 
 @dataclass
 class Report:
     target: str
-    kind: str
+    kind: str  # what the target is (see refopt.verify._targets.KINDS)
     rule: str
     dtypes: list
     results: list
     skipped: list  # (group id, dtype, reason)
     identification: dict | None = None
+    implementation: dict = field(default_factory=dict)  # package, version, preset, reproduces, in_range, known_bugs
+    side_effects: list = field(default_factory=list)  # {"detection", "cases", "first_step", "known_bugs"}
 
     @property
     def failed(self) -> list:
@@ -146,16 +156,38 @@ class Report:
                 "failed": len(self.failed), "groups_skipped": len(self.skipped)}
 
     def as_dict(self) -> dict:
-        return {
+        """The whole report as JSON-ready data (non-finite numbers as "nan"/"inf"/"-inf")."""
+        runs = {}
+        for r in self.results:
+            runs.setdefault((r.case.group, r.case.dtype), []).append(r)
+        groups_run = [{"group": g, "dtype": d, "arguments": rs[0].arguments, "cases": len(rs),
+                       "verdict": "pass" if all(r.passed for r in rs) else "fail"} for (g, d), rs in runs.items()]
+        return json_safe({
             "target": self.target, "kind": self.kind, "rule": self.rule, "dtypes": self.dtypes,
+            "implementation": self.implementation,
             "verdict": "pass" if self.passed else "fail", "summary": self.summary(),
+            "groups_run": groups_run,
             "cases": [r.as_dict() for r in self.results],
             "skipped_groups": [{"group": g, "dtype": d, "reason": why} for g, d, why in self.skipped],
+            "side_effects": self.side_effects,
             "identification": self.identification,
-        }
+        })
 
     def text(self) -> str:
         lines = [f"refopt verify {self.target} against the {self.rule} vectors ({', '.join(self.dtypes)})"]
+        impl = self.implementation
+        about = f"target: {self.kind}"
+        if impl.get("package"):
+            about += f"; installed {impl['package']} {impl.get('version') or '(version unknown)'}"
+        if impl.get("follows"):
+            about += f"; arguments as {impl['follows']}"
+        lines.append(about)
+        if impl.get("reproduces") is not None:
+            verdict = {True: "this release is inside it", False: "this release is OUTSIDE it: expect differences",
+                       None: "the installed version is unknown"}[impl.get("in_range")]
+            lines.append(f"preset {impl['preset']} reproduces {impl['package']} {impl['reproduces']}: {verdict}")
+        for bug in impl.get("known_bugs", []):
+            lines.append(f"known bug of this release: {bug['id']} — {bug['summary']}")
         for g, d, why in self.skipped:
             lines.append(f"skip {g} [{d}]: {why}")
         for r in self.results:
@@ -180,13 +212,39 @@ class Report:
         s = self.summary()
         lines.append(f"{'PASS' if self.passed else 'FAIL'}: {s['passed']} of {s['cases']} cases in {s['groups']} "
                      f"group(s) pass, {s['failed']} fail; {s['groups_skipped']} group(s) skipped")
+        for effect in self.side_effects:
+            named = "; ".join(f"known: {b['id']} — {b['summary']}" for b in effect["known_bugs"])
+            lines.append(f"side effect: {SIDE_EFFECTS[effect['detection']]} (first at step t={effect['first_step']}, "
+                         f"{len(effect['cases'])} case(s)){'; ' + named if named else ''}")
         if self.identification:
             lines.append(self.identification["message"])
         return "\n".join(lines)
 
 
-def _g(x: float) -> str:
-    return f"{x:.3g}" if isinstance(x, float) and not x.is_integer() or not math.isfinite(x) else str(int(x))
+SIDE_EFFECTS = {"gradient-modified": "the target wrote into the gradient it was given (torch.optim never does)"}
+
+
+def _g(x: Any) -> str:
+    """A number for the text report (also a "nan"/"inf" string from :func:`json_float`)."""
+    if isinstance(x, str):
+        return x
+    x = float(x)
+    if not math.isfinite(x):
+        return json_float(x)
+    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else f"{x:.3g}"
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float written as "nan"/"inf"/"-inf" (valid JSON)."""
+    if isinstance(obj, float):
+        return json_float(obj)
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return json_safe(obj.item())
+    return obj
 
 
 _scalar = json_float
@@ -246,19 +304,72 @@ def compare(case: Case, quantity: str, want: Any, got: Any) -> tuple[Errors, dic
     }
 
 
-def run_case(target: Target, args: dict, arguments: str, case: Case) -> CaseResult:
-    stepper = target.start(args, case.dtype)
+class _TimeUp(BaseException):
+    """Raised into a target that outran its time (a BaseException: ``except Exception`` in the
+    target cannot swallow it)."""
+
+
+@contextmanager
+def _time_limit(seconds: float | None):
+    """Interrupt the block after ``seconds`` (SIGALRM; on the main thread of a POSIX process --
+    elsewhere there is no limit).  A target stuck inside one C call is interrupted when it returns
+    to Python."""
+    usable = (seconds is not None and seconds > 0 and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def ring(signum, frame):
+        raise _TimeUp()
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _call_target(target: Target, fn: Callable, case: Case, t: int) -> Any:
+    """Run one call into the target; whatever goes wrong inside it is the target's failure."""
+    where = f"at step t={t} of case {case.id}" if t else f"starting case {case.id}"
+    try:
+        return fn()
+    except (VerifyError, _TimeUp):
+        raise
+    except SystemExit as exc:
+        raise VerifyError(f"{target.name} called sys.exit({exc.code!r}) {where}") from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        raise VerifyError(f"{target.name} raised {type(exc).__name__} {where}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else ""
+
+
+def run_case(target: Target, args: dict, arguments: str, case: Case, timeout: float | None = CASE_TIMEOUT) -> CaseResult:
+    """Run one case through a fresh instance of the target; a target that raises, exits, hangs
+    past ``timeout`` seconds or returns the wrong thing raises :class:`VerifyError`."""
+    try:
+        with _time_limit(timeout):
+            return _run_case(target, args, arguments, case)
+    except _TimeUp:
+        raise VerifyError(f"{target.name} did not finish case {case.id} ({len(case.grads)} steps) within "
+                          f"{timeout:g} s: it hangs, or is far too slow (--timeout)") from None
+
+
+def _run_case(target: Target, args: dict, arguments: str, case: Case) -> CaseResult:
+    stepper = _call_target(target, lambda: target.start(args, case.dtype), case, 0)
     expected = {t: (p, s) for t, p, s in case.steps}
     p = case.params0
     result = CaseResult(case, arguments, True, None)
     for t, g in enumerate(case.grads, 1):
-        try:
-            new, slots = stepper(_copy(p), _copy(g))
-        except VerifyError:
-            raise
-        except Exception as exc:
-            text = str(exc).splitlines()[0] if str(exc) else ""
-            raise VerifyError(f"{target.name} raised {type(exc).__name__} at step t={t} of case {case.id}: {text}") from None
+        new, slots = _call_target(target, lambda: stepper(_copy(p), _copy(g)), case, t)
         p = _returned(new, case, target.name, t)
         if t not in expected:
             continue
@@ -278,6 +389,7 @@ def run_case(target: Target, args: dict, arguments: str, case: Case) -> CaseResu
             if bad is not None and result.passed:
                 result.passed = False
                 result.first = {"t": t, **bad}
+    result.side_effects = dict(getattr(stepper, "side_effects", None) or {})
     return result
 
 
@@ -297,45 +409,55 @@ def _norm(v: Any) -> Any:
 
 
 def _filters(target: Target, rule: str, hyper: dict) -> tuple[dict, dict]:
-    """Split ``--hyper`` into filters on the implementation's arguments and on refopt's hyper."""
+    """Split ``--hyper`` into filters on the implementation's arguments and on refopt's hyper;
+    other keys the target takes become extra arguments passed to it."""
     rule_cls = rules.rule_class(rule)
     declared = {h.name: h for h in rule_cls.HYPER}
     impl, ref = {}, {}
     for key, value in hyper.items():
-        if isinstance(target, PresetTarget) and key in target.preset.args:
+        if target.mapping is not None and key in target.mapping.args:
             impl[key] = _norm(value)
         elif key in declared:
             try:
                 ref[key] = _norm(declared[key].validate(_data.hyper_value(value), rule))
             except (ValueError, TypeError) as exc:
                 raise VerifyError(f"--hyper {key}={value!r}: {exc}") from None
-        elif isinstance(target, CallableTarget):
-            if not target.accepts(key):
-                raise VerifyError(f"--hyper {key}: {target.name} takes no argument {key!r} and {rule} has no "
-                                  f"such hyper-parameter")
+        elif target.accepts(key):
             target.extra[key] = value
+        elif target.preset is None:
+            raise VerifyError(f"--hyper {key}: {target.name} takes no argument {key!r} and {rule} has no such "
+                              f"hyper-parameter")
         else:
-            known = list(target.preset.args) if isinstance(target, PresetTarget) else []
-            raise VerifyError("--hyper: " + suggest(key, known + list(declared), f"argument of {target.name}"))
+            raise VerifyError("--hyper: " + suggest(key, list(target.preset.args) + list(declared),
+                                                    f"argument of {target.name}"))
     return impl, ref
 
 
 def verify(target: Any, rule: str | None = None, hyper: dict | None = None, dtype: str | None = None,
-           data: dict | None = None, identify: bool = True) -> Report:
+           data: dict | None = None, identify: bool = True, like: str | None = None,
+           timeout: float | None = CASE_TIMEOUT) -> Report:
     """Run the golden vectors of ``rule`` through ``target`` and compare every recorded step.
 
-    ``target``: a preset with an adapter (``"torch.optim.Adam"``, ``"optax.adam"``), a
-    ``"module:callable"`` string, or a factory itself.  ``rule`` is needed for factories.
-    ``hyper`` keeps only the groups whose arguments (the implementation's names, or refopt's)
-    have these values; for a factory, keys that are not hyper-parameters of the rule are passed
-    to it as extra arguments.  ``dtype``: "float64", "float32" or None for both.  ``data``
-    replaces the vectors file (the same format, for tests).  Raises :class:`VerifyError` for bad
-    usage; a mismatch is a failing :class:`Report`, with the matching convention named in
-    ``report.identification`` when ``identify``.
+    ``target``: a preset name (``"torch.optim.Adam"``, ``"optax.adam"``,
+    ``"pytorch_optimizer.DiffGrad"``, ...), a ``"module:Name"`` string, or the object itself (a
+    torch optimizer class, a Keras optimizer class, an optax-style function, or a factory
+    ``make(**hyper) -> step``).  ``rule`` is needed for the last two forms unless ``like`` (a
+    preset whose argument names and conventions the target follows) says it.  ``hyper`` keeps
+    only the groups whose arguments (the implementation's names, or refopt's) have these
+    values; keys that are neither but that the target takes are passed to it.  ``dtype``:
+    "float64", "float32" or None for both.  ``data`` replaces the vectors file (the same format,
+    for tests).  ``timeout``: seconds one case may take in the target (None: no limit).
+
+    Raises :class:`VerifyError` for bad usage and for a target that raises, exits, hangs or
+    returns the wrong thing; a mismatch is a failing :class:`Report`, with the convention,
+    preset or known bug it follows named in ``report.identification`` when ``identify``.
     """
     if dtype is not None and dtype not in DTYPES:
         raise VerifyError(f"dtype must be 'float64' or 'float32'; got {dtype!r}")
-    t = resolve(target, rule)
+    if timeout is not None and not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+                                    and math.isfinite(timeout) and timeout > 0):
+        raise VerifyError(f"timeout must be a positive number of seconds or None; got {timeout!r}")
+    t = resolve(target, rule, like)
     rule = t.rule
     impl_filter, ref_filter = _filters(t, rule, dict(hyper or {}))
     if data is None:
@@ -345,10 +467,38 @@ def verify(target: Any, rule: str | None = None, hyper: dict | None = None, dtyp
     dtypes = [dtype] if dtype else ["float64", "float32"]
     # the huge- and tiny-gradient cases overflow and underflow on purpose: no NumPy warnings
     with np.errstate(all="ignore"):
-        return _verify(t, rule, data, dtypes, impl_filter, ref_filter, hyper, identify)
+        return _verify(t, rule, data, dtypes, impl_filter, ref_filter, hyper, identify, timeout)
 
 
-def _verify(t, rule, data, dtypes, impl_filter, ref_filter, hyper, identify) -> Report:
+def _implementation(t: Target) -> dict:
+    """What the report says about the implementation: package, version, preset range, bugs."""
+    out: dict = {"package": t.package, "version": t.version,
+                 "follows": t.mapping.name if t.mapping is not None and t.mapping is not t.preset else None}
+    if t.preset is not None:
+        out["preset"] = t.preset.name
+        reproduces = t.preset.versions or None
+        out["reproduces"] = reproduces
+        if reproduces is not None:
+            out["in_range"] = _bugs.in_range(t.version, reproduces) if t.version else None
+    out["known_bugs"] = [{"id": b.id, "kind": b.kind, "summary": b.summary}
+                         for b in _bugs.for_rule(t.rule) if b.affects(t.package, t.version)]
+    return out
+
+
+def _side_effects(t: Target, results: list) -> list:
+    seen: dict = {}
+    for r in results:
+        for detection, step in r.side_effects.items():
+            e = seen.setdefault(detection, {"detection": detection, "cases": [], "first_step": step})
+            e["cases"].append(r.case.id)
+            e["first_step"] = min(e["first_step"], step)
+    for e in seen.values():
+        e["known_bugs"] = [{"id": b.id, "summary": b.summary, "sources": list(b.sources)} for b in
+                           _bugs.side_effect_bugs(e["detection"], t.rule, t.package, t.version, t.name)]
+    return list(seen.values())
+
+
+def _verify(t, rule, data, dtypes, impl_filter, ref_filter, hyper, identify, timeout) -> Report:
     results, skipped, failing = [], [], []
     for group in data["groups"]:
         if group["dtype"] not in dtypes:
@@ -365,7 +515,11 @@ def _verify(t, rule, data, dtypes, impl_filter, ref_filter, hyper, identify) -> 
             continue
         for raw in group["cases"]:
             case = Case.decode(group, raw)
-            res = run_case(t, args, shown, case)
+            why = t.case_skip_reason(case)
+            if why is not None:
+                skipped.append((case.id, case.dtype, why))
+                continue
+            res = run_case(t, args, shown, case, timeout)
             results.append(res)
             if not res.passed:
                 failing.append((case, config, res.outputs))
@@ -375,7 +529,8 @@ def _verify(t, rule, data, dtypes, impl_filter, ref_filter, hyper, identify) -> 
             f"no group of the {rule} vectors in {' or '.join(dtypes)}{what} can be run through {t.name} "
             f"({len(skipped)} group(s) need arguments it cannot take)"
         )
-    report = Report(t.name, t.kind, rule, dtypes, results, skipped)
+    report = Report(t.name, t.kind_text, rule, dtypes, results, skipped, implementation=_implementation(t),
+                    side_effects=_side_effects(t, results))
     if failing and identify:
         report.identification = _identify.identify(rule, failing)
     return report

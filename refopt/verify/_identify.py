@@ -10,8 +10,9 @@ group's configuration:
   each :class:`~refopt.rules._base.Flag` flipped -- then every pair of changes, and (when
   nothing has matched and the rule has few options) every triple;
 * every preset of the rule, given the group's numeric hyper-parameters;
-* the known implementation bugs that no refopt option reproduces (:data:`KNOWN_BUGS`), run by
-  an emulation here.
+* the known bugs and regressions of real implementations (``specs/known_bugs.toml``, read by
+  :mod:`refopt.verify._bugs`): through refopt's options where they reproduce one, else through
+  its emulation.
 
 The target *matches* a variant when its parameters agree with that variant's at every
 recorded step within the case's tolerance class, or within :data:`ROUNDING_ULP` ulps (an
@@ -28,7 +29,8 @@ from typing import Any, Callable
 
 
 from .. import presets, rules
-from ..rules._base import Choice, Flag, State
+from ..rules._base import Choice, Flag
+from . import _bugs
 from ._data import Field
 from ._targets import flat_hyper, invert
 
@@ -45,15 +47,14 @@ class Candidate:
     doc: str
     size: int  # number of changes (0 for the vectors' own configuration)
     runner: Callable  # (config, case) -> {t: params} or None when it does not apply
+    bug: Any = None  # the catalogue entry (refopt.verify._bugs.KnownBug) of a "bug" candidate
 
 
-def _run_rule(rule, case, hook=None):
+def _run_rule(rule, case):
     p = case.params0
     state = rule.init(p)
     out = {}
     for t, g in enumerate(case.grads, 1):
-        if hook is not None:
-            state = hook(rule, p, g, state, t)
         p, state = rule.step(p, g, state)
         if t in case.recorded:
             out[t] = p
@@ -81,29 +82,9 @@ def _preset_runner(preset):
     return run
 
 
-def _diffgrad_alias(config, case):
-    """diffGrad whose previous gradient is the current one from step 2 on (a stored reference)."""
-
-    def hook(rule, p, g, state, t):
-        if t < 2:
-            return state
-        _, _, trace = rule.trace(p, g, state)  # trace["g"]: the gradient ξ sees (after L2, maximize)
-        return State(state.rule, state.t, {**state.slots, "g_prev": trace["g"]})
-
-    return _run_rule(config, case, hook)
-
-
-KNOWN_BUGS: dict[str, list[tuple[str, str, Callable]]] = {
-    "diffgrad": [
-        (
-            "previous-gradient aliasing",
-            "the official diffGrad.py stored a reference to p.grad as previous_grad, so Δg ≡ 0 and ξ ≡ 0.5 "
-            "from step 2 on (diffGrad becomes Adam at half the step; update-rules.md §2.1, discrepancy §4 #14, "
-            "shivram1987/diffGrad#2); no refopt option reproduces it: store a copy of the gradient",
-            _diffgrad_alias,
-        )
-    ],
-}
+def known_bugs(rule_name: str) -> list:
+    """The catalogue entries of a rule that :func:`identify` can run (see ``specs/known_bugs.toml``)."""
+    return [b for b in _bugs.for_rule(rule_name) if _bugs.runnable(b)]
 
 
 def _options(rule_cls) -> list[tuple[str, Any, str]]:
@@ -140,9 +121,19 @@ def candidates(rule_name: str, configs: list) -> list[Candidate]:
         if p.rule == rule_name:
             out.append(Candidate(f"preset {name}", "preset", {}, f"{p.source}" + (f"; {p.notes}" if p.notes else ""),
                                  1, _preset_runner(p)))
-    for label, doc, runner in KNOWN_BUGS.get(rule_name, []):
-        out.append(Candidate(f"known bug: {label}", "bug", {}, doc, 1, runner))
-    return sorted(out, key=lambda c: c.size)  # stable: options, then presets, then bugs, per size
+    bug_options = []
+    for bug in _bugs.for_rule(rule_name):
+        if not _bugs.runnable(bug):
+            continue
+        options = dict(bug.emulation.get("options", {}))
+        runner = _variant_runner(options) if options else _bugs.emulation(bug)
+        doc = f"{bug.computes} [{bug.kind}; {bug.versions}; sources: {'; '.join(bug.sources)}]"
+        out.append(Candidate(f"known {bug.kind} {bug.id}", "bug", options, doc, len(options) or 1, runner, bug))
+        bug_options.append(options)
+    # an option change that a catalogue entry names is reported as that entry, which says more
+    out = [c for c in out if not (c.kind == "option" and c.changes in bug_options)]
+    order = {"base": 0, "bug": 1, "preset": 2, "option": 3}
+    return sorted(out, key=lambda c: (c.size, order[c.kind]))
 
 
 def _distance(case, target_out, cand_out):
@@ -161,8 +152,33 @@ def _distance(case, target_out, cand_out):
     return strict, rounding or strict, rel, ulp
 
 
+MAX_GROUPS = 8
+ORDER = {"base": 0, "bug": 1, "preset": 2, "option": 3}
+
+
 def identify(rule_name: str, failing: list) -> dict:
-    """``failing``: (case, config, target params by step) of the failing cases."""
+    """``failing``: (case, config, target params by step) of the failing cases.
+
+    The variants are tried on the failing cases together first; when none matches and the
+    cases come from several groups, each group is identified on its own (a target may take
+    different code paths for different configurations, as pytorch_optimizer 3.10-3.11 does).
+    """
+    out = _identify_cases(rule_name, failing)
+    groups: dict = {}
+    for f in failing:
+        groups.setdefault((f[0].group, f[0].dtype), []).append(f)
+    if not out["matches"] and len(groups) > 1:
+        parts = [{"groups": [f"{g} [{d}]"], **_identify_cases(rule_name, fs)}
+                 for (g, d), fs in list(groups.items())[:MAX_GROUPS]]
+        if any(p["matches"] for p in parts):
+            out["by_group"] = parts
+            out["matches"] = []
+            out["message"] = "different groups follow different variants: " + "; ".join(
+                f"{', '.join(p['groups'])}: {p['message']}" for p in parts)
+    return out
+
+
+def _identify_cases(rule_name: str, failing: list) -> dict:
     chosen = sorted(failing, key=lambda f: len(f[0].grads))[:MAX_CASES]
     cands = candidates(rule_name, [c for _, c, _ in chosen])
     results = []
@@ -204,14 +220,17 @@ def identify(rule_name: str, failing: list) -> dict:
     matches = [r for r in results if r[2]]
     if matches:
         best = min(r[0].size for r in matches)
-        matches = sorted((r for r in matches if r[0].size == best), key=lambda r: (not r[1], r[3]))
+        matches = sorted((r for r in matches if r[0].size == best), key=lambda r: (ORDER[r[0].kind], not r[1], r[3]))
     nearest = min(results, key=lambda r: (r[3], r[4])) if results else None
 
     def entry(r):
         cand, strict, rounding, rel, ulp = r
-        return {"variant": cand.label, "kind": cand.kind, "changes": {k: v for k, v in cand.changes.items()},
-                "doc": cand.doc, "within_tolerance": strict, "within_rounding": rounding,
-                "max_rel": rel, "max_ulp": ulp}
+        e = {"variant": cand.label, "kind": cand.kind, "changes": {k: v for k, v in cand.changes.items()},
+             "doc": cand.doc, "within_tolerance": strict, "within_rounding": rounding,
+             "max_rel": rel, "max_ulp": ulp}
+        if cand.bug is not None:
+            e["bug"] = cand.bug.as_dict()
+        return e
 
     out = {
         "cases_used": [c.id for c, _, _ in chosen],
@@ -241,7 +260,11 @@ def _message(rule_name: str, ident: dict) -> str:
             elif m["kind"] == "preset":
                 parts.append(f"{m['variant'][len('preset '):]}{how} — {m['doc']}")
             else:
-                parts.append(f"the {m['variant']}{how} — {m['doc']}")
+                bug = m["bug"]
+                opts = ", ".join(f"{k}={v!r}" for k, v in m["changes"].items())
+                also = f" (in refopt: {rule_name} with {opts})" if opts else ""
+                parts.append(f"{bug['implementation']} ({bug['versions']}){how}: {bug['summary']} — known {bug['kind']} "
+                             f"{bug['id']}{also}; sources: {'; '.join(bug['sources'])}")
         return "the target matches " + "; or ".join(parts)
     near = ident["nearest"]
     if near is None:

@@ -1,38 +1,52 @@
-"""What ``refopt verify`` can check: built-in adapters for torch.optim and optax, and factories.
+"""What ``refopt verify`` can check: real implementations as they are, and factories.
 
-Host-side module (NumPy; torch, jax and optax are imported lazily, inside the adapters only).
+Host-side module (NumPy; torch, jax, optax and keras are imported lazily, inside the adapters).
 
 A *target* turns one group of vectors into a *stepper*: a function ``(params, grads) ->
 (params, slots)`` over NumPy arrays that keeps the target's own state between calls.
 ``slots`` maps refopt state names (``m``, ``v``, ...) to arrays when the target exposes its
-state, else it is None; then only the parameters are compared.
+state under known names (``torch.optim`` classes), else it is None; then only the parameters
+are compared.  A stepper may carry ``side_effects``: a dict, filled while it runs, of what
+the target did to objects it was given (``"gradient-modified"``: the step at which it first
+wrote into the gradient).
 
-Three kinds of target:
+What a target can be, and how it is run:
 
-``torch.optim.Adam`` (any ``torch.optim.*`` preset)
-    runs the real ``torch.optim`` class on a single tensor;
-``optax.adam`` (any ``optax.*`` preset)
-    runs the real optax transformation (float64 groups switch on ``jax_enable_x64``);
-``module:callable`` or ``path/to/file.py:callable``
-    a factory ``make(**hyper) -> step`` with ``step(params, grads, state) -> (params, state)``
-    over NumPy arrays, ``state=None`` on the first call.  ``make`` receives refopt's
-    hyper-parameter names (``lr``, ``betas``, ``eps``...): those the group sets and those its
-    signature names; a group that sets an argument ``make`` does not take, to a value other
-    than refopt's default, is skipped.  A ``state`` that is a dict of arrays named like
-    refopt's slots is compared too; a third returned item, a dict, is ignored.
+a preset name (``refopt list presets``)
+    the implementation the preset describes, imported from its package: ``torch.optim.*``,
+    ``adabelief_pytorch.AdaBelief`` (and its ``@version`` presets), ``torch_optimizer.*``,
+    ``pytorch_optimizer.*`` (torch optimizer classes), ``optax.*`` (functions returning a
+    GradientTransformation) and ``keras.optimizers.*`` (Keras 3 classes, on whichever backend
+    is installed: ``KERAS_BACKEND`` when set, else torch, jax, tensorflow in that order);
+``module:Name`` or ``path/to/file.py:Name``
+    recognised by what it is: a ``torch.optim.Optimizer`` subclass, a Keras optimizer class,
+    a function returning an optax ``GradientTransformation``, or a factory ``make(**hyper) ->
+    step`` with ``step(params, grads, state) -> (params, state)`` over NumPy arrays
+    (``state=None`` on the first call; a dict of arrays named like refopt's slots is compared
+    too; a third returned item is ignored).
 
-For a preset target, a group of vectors applies when some arguments of the implementation
-make the preset build exactly the group's refopt configuration: the arguments are found by
-inverting the preset's ``to_hyper`` (see :func:`invert`).
+Arguments.  A group of vectors is one refopt configuration; the arguments that make an
+implementation compute it are found by inverting a preset (:func:`invert`): the target's own
+preset, the one named with ``like=`` (``--like``), or, for a class or optax function given as
+``module:Name``, the ``torch.optim``/``keras.optimizers``/``optax`` preset of the rule when there
+is one.  Without a preset (plain factories, and rules no library has) refopt's own names are
+passed.  Only the arguments that the target's signature names are passed -- a ``**kwargs``
+that would swallow anything does not count, except for a plain factory, whose contract is
+``make(**hyper)``; a group that needs an argument the target does not take, at a value other
+than its default, is skipped and listed with the reason, never failed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.metadata
 import importlib.util
 import inspect
+import io
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -43,10 +57,19 @@ from ..presets import REQUIRED
 from ..rules._base import Pair, suggest
 from ._data import DTYPES, VerifyError
 
-ADAPTER_PREFIXES = ("torch.optim.", "optax.")
-_LIBRARY = {"torch.optim.": "torch", "optax.": "optax"}
+# preset name prefix -> (module imported to run it, its PyPI package)
+FAMILIES = {
+    "torch.optim.": ("torch", "torch"),
+    "optax.": ("optax", "optax"),
+    "keras.optimizers.": ("keras", "keras"),
+    "adabelief_pytorch.": ("adabelief_pytorch", "adabelief-pytorch"),
+    "torch_optimizer.": ("torch_optimizer", "torch-optimizer"),
+    "pytorch_optimizer.": ("pytorch_optimizer", "pytorch_optimizer"),
+}
+ADAPTER_PREFIXES = tuple(FAMILIES)
 
-# torch.optim state key -> refopt slot name
+# torch.optim state key -> refopt slot name (compared only for torch.optim's own classes:
+# other packages reuse the names for other quantities)
 TORCH_SLOTS = {
     "exp_avg": "m",
     "exp_avg_sq": "v",
@@ -58,17 +81,60 @@ TORCH_SLOTS = {
     "acc_delta": "u",
 }
 
+KINDS = {
+    "torch": "torch.optim.Optimizer subclass",
+    "keras": "Keras optimizer class",
+    "optax": "function returning an optax GradientTransformation",
+    "factory": "factory make(**hyper) -> step",
+}
+
 
 def adapter_names() -> list[str]:
-    """Every preset that has a built-in adapter (whether or not its library is installed)."""
+    """Every preset that has a built-in adapter (whether or not its package is installed)."""
     return [n for n in presets.names() if n.startswith(ADAPTER_PREFIXES)]
 
 
+def _family(name: str) -> tuple[str, str] | None:
+    return next((v for prefix, v in FAMILIES.items() if name.startswith(prefix)), None)
+
+
 def _installed(name: str) -> bool:
-    for prefix, module in _LIBRARY.items():
-        if name.startswith(prefix):
-            return importlib.util.find_spec(module) is not None
-    return False
+    fam = _family(name)
+    return fam is not None and importlib.util.find_spec(fam[0]) is not None
+
+
+def package_version(package: str | None) -> str | None:
+    """The installed version of a PyPI package, or None."""
+    if not package:
+        return None
+    for candidate in (package, package.replace("-", "_"), package.replace("_", "-")):
+        try:
+            return importlib.metadata.version(candidate)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def package_of(obj: Any) -> str | None:
+    """The PyPI package that provides ``obj``'s top-level module (None for a local file)."""
+    top = (getattr(obj, "__module__", None) or "").split(".")[0]
+    if not top:
+        return None
+    try:
+        dists = importlib.metadata.packages_distributions().get(top)
+    except Exception:  # pragma: no cover - broken metadata of some unrelated package
+        dists = None
+    return dists[0] if dists else None
+
+
+def _keras_backend() -> None:
+    """Keras 3 reads KERAS_BACKEND once, at import: pick an installed backend unless the user did."""
+    if "keras" in sys.modules or os.environ.get("KERAS_BACKEND"):
+        return
+    for backend, module in (("torch", "torch"), ("jax", "jax"), ("tensorflow", "tensorflow")):
+        if importlib.util.find_spec(module) is not None:
+            os.environ["KERAS_BACKEND"] = backend
+            return
 
 
 # ---------------------------------------------------------------------------------------
@@ -223,163 +289,273 @@ def invert(preset, config: rules.Rule, exact: bool = True, ignore: tuple = ()) -
 # ---------------------------------------------------------------------------------------
 
 
-class Target:
-    """Base: ``name``, ``rule``, and ``prepare(group_config, group_hyper)``."""
+def _signature(obj: Any) -> tuple[set, bool]:
+    """(the parameter names it takes by keyword, whether it has ``**kwargs``) of a function,
+    or of a class's constructor (``self`` and a torch optimizer's ``params`` left out)."""
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return set(), True
+    ps = sig.parameters.values()
+    names = {p.name for p in ps if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if inspect.isclass(obj):
+        names.discard("params")
+    return names, any(p.kind is p.VAR_KEYWORD for p in ps)
 
-    name: str
-    rule: str | None
-    kind: str
+
+def kind_of(obj: Any, name: str) -> str:
+    """``"torch"``, ``"keras"``, ``"optax"`` or ``"factory"`` (see :data:`KINDS`)."""
+    if inspect.isclass(obj):
+        torch = sys.modules.get("torch")
+        if torch is not None and issubclass(obj, torch.optim.Optimizer):
+            return "torch"
+        keras = sys.modules.get("keras")
+        if keras is not None and issubclass(obj, keras.optimizers.Optimizer):
+            return "keras"
+        raise VerifyError(f"target {name!r} is a class but neither a torch.optim.Optimizer subclass nor a Keras "
+                          f"optimizer; give such a class, an optax-style function or a factory make(**hyper) -> step")
+    if not callable(obj):
+        raise VerifyError(f"target {name!r} is a {type(obj).__name__}, not a class or a callable factory")
+    if (getattr(obj, "__module__", None) or "").split(".")[0] == "optax":
+        return "optax"
+    return "factory"  # a factory whose result has init/update is run as an optax transformation
+
+
+def default_mapping(kind: str, rule: str) -> presets.Preset | None:
+    """The preset whose argument names a ``module:Name`` target of this kind follows by default."""
+    prefix = {"torch": "torch.optim.", "keras": "keras.optimizers.", "optax": "optax."}.get(kind)
+    if prefix is None:
+        return None
+    return next((presets.describe(n) for n in presets.names()
+                 if n.startswith(prefix) and presets.describe(n).rule == rule), None)
+
+
+class Target:
+    """One implementation to verify: what it is, how its arguments are named, how to run it.
+
+    ``preset``: the preset the target *is* (a preset name was given), or None.
+    ``mapping``: the preset whose argument names and conventions it follows (``preset``, the
+    ``like`` preset, or :func:`default_mapping`), or None for refopt's own names.
+    """
+
+    def __init__(self, name: str, obj: Any, rule: str, kind: str, *, preset: presets.Preset | None = None,
+                 mapping: presets.Preset | None = None, package: str | None = None):
+        self.name, self.obj, self.rule, self.kind = name, obj, rule, kind
+        self.preset = preset
+        self.mapping = mapping
+        self.package = package if package is not None else package_of(obj)
+        self.version = package_version(self.package)
+        self.names, self.var_kw = _signature(obj)
+        self.extra: dict = {}  # more arguments from --hyper (not refopt hyper-parameters)
+
+    @property
+    def kind_text(self) -> str:
+        return KINDS[self.kind]
+
+    def accepts(self, key: str) -> bool:
+        """Whether ``key`` can be passed: named in the signature (a plain factory's ``**hyper``
+        takes anything)."""
+        return key in self.names or (self.kind == "factory" and self.var_kw)
 
     def prepare(self, config: rules.Rule, stored: dict) -> tuple[dict, str] | str:
         """The arguments to start this target on a group and their readable form, or the reason
         (a string) why the target cannot be given this group's configuration."""
-        raise NotImplementedError
+        if self.mapping is None:
+            return self._prepare_own_names(config, stored)
+        return self._prepare_preset(config)
 
-    def start(self, args: dict, dtype: str) -> Callable:
-        raise NotImplementedError
-
-
-class PresetTarget(Target):
-    """A torch.optim or optax optimizer, run through its own library."""
-
-    kind = "adapter"
-
-    def __init__(self, name: str):
-        self.name = name
-        self.preset = presets.describe(name)
-        self.rule = self.preset.rule
-
-    def prepare(self, config, stored):
-        args = invert(self.preset, config, ignore=ROUNDING_OPTIONS)
+    def _prepare_preset(self, config):
+        preset = self.mapping
+        args = invert(preset, config, ignore=ROUNDING_OPTIONS)
         if args is None:
-            loose = invert(self.preset, config, exact=False)
-            built = _build(self.preset, loose) if loose is not None else None
+            loose = invert(preset, config, exact=False)
+            built = _build(preset, loose) if loose is not None else None
             if built is None or type(built) is not type(config):
-                return f"{self.name} cannot be given this configuration"
+                return f"{preset.name} cannot be given this configuration"
             have, want = flat_hyper(built), flat_hyper(config)
             diff = [f"{k}={want[k]!r}" for k in want if have.get(k) != want[k] and k not in ROUNDING_OPTIONS]
-            return f"no {self.name} arguments give {', '.join(diff) or 'this configuration'}"
-        shown = {k: v for k, v in args.items() if k not in self.preset.inert and v != self.preset.args.get(k)}
+            return f"no {preset.name} arguments give {', '.join(diff) or 'this configuration'}"
+        passed = {}
+        for key, value in args.items():
+            if key in preset.inert:
+                continue
+            if self.accepts(key):
+                passed[key] = value
+            elif value != preset.args.get(key):
+                return f"{self.name} takes no argument {key!r} (the group needs {key}={value!r})"
+        passed.update(self.extra)
+        shown = {k: v for k, v in passed.items() if v != preset.args.get(k)}
         text = ", ".join(f"{k}={v!r}" for k, v in shown.items()) or "defaults"
-        built = flat_hyper(self.preset.build(**args))
+        built = flat_hyper(preset.build(**args))
         for k in ROUNDING_OPTIONS:
             if k in built and built[k] != config.hyper.get(k):
-                text += f" ({self.name} evaluates {k}={built[k]!r}, the vectors {config.hyper.get(k)!r}: rounding only)"
-        return args, text
+                text += f" ({preset.name} evaluates {k}={built[k]!r}, the vectors {config.hyper.get(k)!r}: rounding only)"
+        return passed, text
 
-    def accepts(self, key: str) -> bool:
-        return key in self.preset.args
-
-    def start(self, args, dtype):
-        if self.name.startswith("torch.optim."):
-            return _torch_stepper(self.name.split(".")[-1], args, dtype, self.preset.inert)
-        return _optax_stepper(self.name.split(".", 1)[1], args, dtype)
-
-
-def _torch_stepper(cls_name, args, dtype, inert):
-    import torch
-
-    cls = getattr(torch.optim, cls_name)
-    kwargs = {k: v for k, v in args.items() if k not in inert}
-    holder: dict[str, Any] = {}
-
-    def step(params, grads):
-        if "p" not in holder:
-            holder["p"] = torch.nn.Parameter(torch.from_numpy(np.array(params, copy=True)))
-            holder["opt"] = cls([holder["p"]], **kwargs)
-        p, opt = holder["p"], holder["opt"]
-        p.grad = torch.from_numpy(np.array(grads, copy=True))
-        opt.step()
-        slots = {}
-        for key, value in opt.state[p].items():
-            if key in TORCH_SLOTS and isinstance(value, torch.Tensor) and value.shape == p.shape:
-                slots[TORCH_SLOTS[key]] = value.detach().numpy().copy()
-        return p.detach().numpy().copy(), slots
-
-    return step
-
-
-def _optax_stepper(fn_name, args, dtype):
-    import jax
-
-    if dtype == "float64":  # idempotent; without it jax silently computes float64 inputs in float32
-        jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
-    import optax
-
-    tx = getattr(optax, fn_name)(**args)
-    holder: dict[str, Any] = {}
-
-    def step(params, grads):
-        p = holder.get("p")
-        if p is None:
-            p = jnp.asarray(params, dtype=DTYPES[dtype])
-            holder["state"] = tx.init(p)
-        updates, holder["state"] = tx.update(jnp.asarray(grads, dtype=DTYPES[dtype]), holder["state"], p)
-        holder["p"] = optax.apply_updates(p, updates)
-        return np.asarray(holder["p"]), None
-
-    return step
-
-
-class CallableTarget(Target):
-    """A factory ``make(**hyper) -> step(params, grads, state) -> (params, state)``."""
-
-    kind = "callable"
-
-    def __init__(self, name: str, make: Callable, rule: str | None):
-        self.name = name
-        self.make = make
-        self.rule = rule
-        try:
-            sig = inspect.signature(make)
-        except (TypeError, ValueError):
-            sig = None
-        params = sig.parameters.values() if sig is not None else ()
-        self.var_kw = sig is None or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-        self.names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-        self.extra: dict = {}
-
-    def accepts(self, key: str) -> bool:
-        return self.var_kw or key in self.names
-
-    def prepare(self, config, stored):
+    def _prepare_own_names(self, config, stored):
         defaults = {h.name: h.default for h in type(config).HYPER}
         args = {}
         for key, value in config.hyper.items():
-            if key in stored or (not self.var_kw and key in self.names):
+            if key in stored or key in self.names:
                 if self.accepts(key):
                     args[key] = value
-                elif value != defaults.get(key):  # the group needs an argument the factory does not take
+                elif value != defaults.get(key):  # the group needs an argument the target does not take
                     return f"it takes no argument {key!r} (the group has {key}={value!r})"
         args.update(self.extra)
         shown = {k: v for k, v in args.items() if k in stored or k in self.extra}
         return args, ", ".join(f"{k}={v!r}" for k, v in shown.items()) or "defaults"
 
-    def start(self, args, dtype):
-        try:
-            user_step = self.make(**args)
-        except Exception as exc:
-            raise VerifyError(f"{self.name}({_short(args)}) raised {type(exc).__name__}: {exc}") from None
-        if not callable(user_step):
-            raise VerifyError(f"{self.name}(...) returned {type(user_step).__name__}, not a step function")
-        holder: dict[str, Any] = {"state": None}
+    def case_skip_reason(self, case) -> str | None:
+        """Why one case of an applicable group cannot be run through this target, or None."""
+        xla = self.kind == "optax" or (self.kind == "keras" and os.environ.get("KERAS_BACKEND") == "jax")
+        if xla and "subnormal" in case.flags:
+            return ("XLA flushes subnormal numbers to zero on CPU and GPU (jax's default), so this case's "
+                    "subnormal inputs read as 0 there; refopt keeps them")
+        return None
 
-        def step(params, grads):
-            out = user_step(params, grads, holder["state"])
-            if not isinstance(out, tuple) or len(out) not in (2, 3):
-                raise VerifyError(
-                    f"the step function of {self.name} returned {type(out).__name__}; it must return "
-                    f"(params, state)"
-                )
-            new_params, holder["state"] = out[0], out[1]
-            state = holder["state"]
-            slots = None
-            if isinstance(state, dict) and all(isinstance(v, np.ndarray) for v in state.values()):
-                slots = state
-            return new_params, slots
+    def start(self, args: dict, dtype: str) -> Callable:
+        """A fresh stepper for one case."""
+        if self.kind == "torch":
+            known = (getattr(self.obj, "__module__", "") or "").startswith("torch.optim")
+            return _torch_stepper(self.obj, args, self.name, known)
+        if self.kind == "keras":
+            return _keras_stepper(self.obj, args, dtype, self.name)
+        made = _call(self.name, self.obj, args)
+        if hasattr(made, "init") and hasattr(made, "update"):
+            return _transformation_stepper(made, dtype)
+        if self.kind == "optax":
+            raise VerifyError(f"{self.name}({_short(args)}) returned {type(made).__name__}, not a GradientTransformation")
+        if not callable(made):
+            raise VerifyError(f"{self.name}(...) returned {type(made).__name__}, not a step function")
+        return _factory_stepper(made, self.name)
 
-        return step
+
+def _call(name: str, fn: Callable, args: dict) -> Any:
+    try:
+        with _quiet():
+            return fn(**args)
+    except VerifyError:
+        raise
+    except Exception as exc:
+        raise VerifyError(f"{name}({_short(args)}) raised {type(exc).__name__}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else ""
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Keep what an implementation prints (adabelief-pytorch's change log) out of the report."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def _leaves(tree: Any) -> tuple[list, list | None]:
+    if isinstance(tree, dict):
+        return list(tree.values()), list(tree)
+    return [tree], None
+
+
+def _rebuild(leaves: list, keys: list | None) -> Any:
+    return dict(zip(keys, leaves)) if keys is not None else leaves[0]
+
+
+def _torch_stepper(cls, kwargs: dict, name: str, known_slots: bool) -> Callable:
+    import torch
+
+    holder: dict[str, Any] = {"t": 0}
+    effects: dict[str, int] = {}
+
+    def step(params, grads):
+        leaves, keys = _leaves(params)
+        if "ps" not in holder:
+            holder["ps"] = [torch.nn.Parameter(torch.from_numpy(np.array(x, copy=True))) for x in leaves]
+            with _quiet():
+                holder["opt"] = cls(holder["ps"], **kwargs)
+        ps, opt = holder["ps"], holder["opt"]
+        holder["t"] += 1
+        given = [np.array(g, copy=True) for g in _leaves(grads)[0]]
+        for p, g in zip(ps, given):
+            p.grad = torch.from_numpy(g.copy())
+        with _quiet():
+            opt.step()
+        if "gradient-modified" not in effects and any(
+            not np.array_equal(p.grad.detach().numpy(), g, equal_nan=True) for p, g in zip(ps, given)
+        ):
+            effects["gradient-modified"] = holder["t"]
+        slots = None
+        if known_slots:
+            per_leaf = [{TORCH_SLOTS[k]: v.detach().numpy().copy() for k, v in opt.state[p].items()
+                         if k in TORCH_SLOTS and isinstance(v, torch.Tensor) and v.shape == p.shape} for p in ps]
+            names = set.intersection(*(set(s) for s in per_leaf)) if per_leaf else set()
+            slots = {n: _rebuild([s[n] for s in per_leaf], keys) for n in names}
+        return _rebuild([p.detach().numpy().copy() for p in ps], keys), slots
+
+    step.side_effects = effects
+    return step
+
+
+def _keras_stepper(cls, kwargs: dict, dtype: str, name: str) -> Callable:
+    _keras_backend()
+    import keras
+
+    holder: dict[str, Any] = {}
+
+    def step(params, grads):
+        leaves, keys = _leaves(params)
+        if "vars" not in holder:
+            holder["vars"] = [keras.Variable(np.array(x, copy=True), dtype=dtype) for x in leaves]
+            with _quiet():
+                holder["opt"] = cls(**kwargs)
+        gs = [keras.ops.convert_to_tensor(np.array(g, copy=True), dtype=dtype) for g in _leaves(grads)[0]]
+        holder["opt"].apply_gradients(list(zip(gs, holder["vars"])))
+        with warnings.catch_warnings():  # Keras' torch backend converts through a deprecated NumPy path
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return _rebuild([np.array(keras.ops.convert_to_numpy(v.value)) for v in holder["vars"]], keys), None
+
+    return step
+
+
+def _transformation_stepper(tx, dtype: str) -> Callable:
+    import jax
+
+    if dtype == "float64":  # idempotent; without it jax silently computes float64 inputs in float32
+        jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    holder: dict[str, Any] = {}
+
+    def step(params, grads):
+        p = holder.get("p")
+        if p is None:
+            p = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=DTYPES[dtype]), params)
+            holder["state"] = tx.init(p)
+        g = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=DTYPES[dtype]), grads)
+        updates, holder["state"] = tx.update(g, holder["state"], p)
+        holder["p"] = jax.tree_util.tree_map(lambda a, u: jnp.asarray(a + u).astype(a.dtype), p, updates)
+        return jax.tree_util.tree_map(np.asarray, holder["p"]), None
+
+    return step
+
+
+def _factory_stepper(user_step: Callable, name: str) -> Callable:
+    holder: dict[str, Any] = {"state": None}
+
+    def step(params, grads):
+        out = user_step(params, grads, holder["state"])
+        if not isinstance(out, tuple) or len(out) not in (2, 3):
+            raise VerifyError(f"the step function of {name} returned {type(out).__name__}; it must return "
+                              f"(params, state)")
+        new_params, holder["state"] = out[0], out[1]
+        state = holder["state"]
+        slots = None
+        if isinstance(state, dict) and all(isinstance(v, np.ndarray) for v in state.values()):
+            slots = state
+        return new_params, slots
+
+    return step
 
 
 def _short(args: dict) -> str:
@@ -416,34 +592,71 @@ def _load_callable(text: str) -> Callable:
     return obj
 
 
-def resolve(target: Any, rule: str | None = None) -> Target:
-    """A :class:`Target` for a preset name, a ``module:callable`` string, or a factory."""
+
+def _import_preset(name: str) -> Any:
+    """The class or function a preset describes: ``pytorch_optimizer.DiffGrad`` ->
+    ``pytorch_optimizer.DiffGrad``; ``adabelief_pytorch.AdaBelief@0.1.0`` -> the installed
+    ``adabelief_pytorch.AdaBelief``."""
+    module_name, _, attr = name.split("@")[0].rpartition(".")
+    if module_name.startswith("keras"):
+        _keras_backend()
+    try:
+        with _quiet():
+            module = importlib.import_module(module_name)
+        return getattr(module, attr)
+    except (ImportError, AttributeError) as exc:
+        package = _family(name)[1]
+        raise VerifyError(f"{name}: the installed {package} has no {attr} ({type(exc).__name__}: "
+                          f"{_first_line(exc)})") from None
+    except Exception as exc:
+        raise VerifyError(f"{name}: importing {module_name} raised {type(exc).__name__}: {_first_line(exc)}") from None
+
+
+def resolve(target: Any, rule: str | None = None, like: str | None = None) -> Target:
+    """A :class:`Target` for a preset name, a ``module:Name`` string, or a class/factory object.
+
+    ``rule``: whose vectors (needed for ``module:Name`` and objects unless ``like`` says it);
+    ``like``: the preset whose argument names and conventions the target follows.
+    """
     if rule is not None and rule not in rules.names():
         raise VerifyError(suggest(rule, rules.names(), "rule"))
-    if callable(target) and not isinstance(target, str):
-        if rule is None:
-            raise VerifyError("a factory target needs the rule its vectors come from (rule=..., --rule)")
-        return CallableTarget(getattr(target, "__qualname__", repr(target)), target, rule)
-    if not isinstance(target, str):
-        raise VerifyError(f"target must be a preset name or 'module:callable'; got {type(target).__name__}")
-    if target in presets.names():
-        if not target.startswith(ADAPTER_PREFIXES):
-            raise VerifyError(
-                f"{target} is a preset without a built-in adapter (adapters exist for torch.optim.* and optax.*); "
-                f"wrap it in a factory and pass 'module:callable' with --rule {presets.describe(target).rule}"
-            )
+    mapping = None
+    if like is not None:
+        if like not in presets.names():
+            raise VerifyError("--like: " + suggest(str(like), presets.names(), "preset"))
+        mapping = presets.describe(like)
+        if rule is not None and rule != mapping.rule:
+            raise VerifyError(f"--like {like} follows the rule {mapping.rule!r}; --rule {rule!r} contradicts it")
+        rule = mapping.rule
+    if isinstance(target, str) and target in presets.names():
+        if like is not None:
+            raise VerifyError(f"--like is for module:Name targets; {target} is a preset and follows its own conventions")
+        preset = presets.describe(target)
+        fam = _family(target)
+        if fam is None:
+            raise VerifyError(f"{target} names no importable implementation; give 'module:Name' with --like {target}")
         if not _installed(target):
-            lib = next(m for p, m in _LIBRARY.items() if target.startswith(p))
-            raise VerifyError(f"{target}: {lib} is not installed, so its adapter cannot run")
-        t = PresetTarget(target)
-        if rule is not None and rule != t.rule:
-            raise VerifyError(f"{target} is checked against the vectors of {t.rule!r}; --rule {rule!r} contradicts it")
-        return t
-    if ":" in target:
+            raise VerifyError(f"{target}: {fam[1]} is not installed, so its adapter cannot run (pip install {fam[1]})")
+        if rule is not None and rule != preset.rule:
+            raise VerifyError(f"{target} is checked against the vectors of {preset.rule!r}; --rule {rule!r} contradicts it")
+        obj = _import_preset(target)
+        return Target(target, obj, preset.rule, kind_of(obj, target), preset=preset, mapping=preset, package=fam[1])
+    if isinstance(target, str) and ":" in target:
         if rule is None:
-            raise VerifyError(f"target {target!r} needs --rule (the rule whose vectors it should reproduce)")
-        return CallableTarget(target, _load_callable(target), rule)
-    available = [n for n in adapter_names() if _installed(n)]
-    raise VerifyError(
-        suggest(target, available, "target") + "; or give 'module:callable' (a factory make(**hyper) -> step)"
-    )
+            raise VerifyError(f"target {target!r} needs --rule (the rule whose vectors it should reproduce) or --like")
+        obj = _load_callable(target)
+        name = target
+    elif isinstance(target, str):
+        available = [n for n in adapter_names() if _installed(n)]
+        raise VerifyError(suggest(target, available, "target") + "; or give 'module:Name' (an optimizer class, an "
+                          "optax-style function or a factory make(**hyper) -> step) with --rule")
+    elif callable(target):
+        if rule is None:
+            raise VerifyError("a class or factory target needs the rule its vectors come from (rule=..., --rule)")
+        obj, name = target, getattr(target, "__qualname__", repr(target))
+    else:
+        raise VerifyError(f"target must be a preset name or 'module:Name'; got {type(target).__name__}")
+    kind = kind_of(obj, name)
+    if mapping is None:
+        mapping = default_mapping(kind, rule)
+    return Target(name, obj, rule, kind, mapping=mapping)
