@@ -2,8 +2,11 @@
 
 Each experiment runs the published protocol (or, where a paper does not publish one, a
 reconstructed protocol that is labelled as such), prints the paper's reported outcome beside
-refopt's, and writes plots when matplotlib is installed.  The numbers and protocols come from
-the reference notes: update-rules.md §1.7 and §2.3, clipping.md §5.
+refopt's, and writes plots when matplotlib is installed.  Where each experiment's protocol and
+expected numbers come from is said next to it below, and printed with its table: the authors'
+code and its outputs (diffGrad's notebook, AdaBelief's Beale animation, the MoNNA repository's
+reproduce scripts), or a construction of refopt's own where the paper publishes no synthetic
+problem (Pan & Li's sharp-coordinate quadratics).
 """
 
 from __future__ import annotations
@@ -79,10 +82,13 @@ class Outcome:
 
 
 # ---------------------------------------------------------------------------------------
-# diffGrad (Dubey et al. 2020): F1-F3, update-rules.md §2.3
+# diffGrad (Dubey et al. 2020, arXiv 1909.11015): F1-F3, refopt.functions diffgrad_f*
 # ---------------------------------------------------------------------------------------
 
-# The official notebook's outputs (x after 299 updates), reproduced in the notes.
+# x after 299 updates of the official notebook's update loop (shivram1987/diffGrad
+# diffGrad_analytical.ipynb @ 73233ba, whose output figures show these trajectories); the
+# true-F2 pair is not published: it is the same loop with the exact derivative of F2
+# (mhaut/AngularGrad analytical/main.py), which the paper's claim is about.
 DIFFGRAD_REPORTED = {
     ("diffgrad_f1", "adam"): 0.200115, ("diffgrad_f1", "diffgrad"): -0.300071,
     ("diffgrad_f2_notebook", "adam"): 0.000177, ("diffgrad_f2_notebook", "diffgrad"): -0.8121,
@@ -143,10 +149,11 @@ def diffgrad_experiment(out: str | None) -> Outcome:
 
 
 # ---------------------------------------------------------------------------------------
-# AdaBelief (Zhuang et al. 2020): toy 2-D problems of Fig. 3, update-rules.md §1.7
+# AdaBelief (Zhuang et al. 2020, arXiv 2010.07468): toy 2-D problems of Fig. 3, refopt.functions
 # ---------------------------------------------------------------------------------------
 
-# Official animation imgs/Beale2.gif, last frame (500 frames), as read in the notes.
+# End points read off the last of the 500 frames of the official animation
+# (juntang-zhuang/Adabelief-Optimizer imgs/Beale2.gif), to about ±0.05.
 BEALE_REPORTED = {"adabelief": (3.0, 0.5), "adam": (2.1, 0.15), "sgdm": (-0.95, -0.4)}
 ADABELIEF_PANELS = ("abs_sum", "abs_rotated", "quad_rotated", "abs_scaled", "log_beale", "rosenbrock")
 
@@ -216,10 +223,12 @@ def adabelief_experiment(out: str | None) -> Outcome:
 
 
 # ---------------------------------------------------------------------------------------
-# Pan & Li (2023): coordinate-wise clipping on sharp-coordinate quadratics, clipping.md §5
+# Pan & Li (2023, arXiv 2306.00204): coordinate-wise clipping on sharp-coordinate quadratics.
+# The quadratics are refopt's construction (refopt.functions.SharpQuadratic), not the paper's;
+# the expected values were computed independently in float64 NumPy when they were designed.
 # ---------------------------------------------------------------------------------------
 
-CLIP_REPORTED = {  # clipping.md §5: (S, Δ*) per direction
+CLIP_REPORTED = {  # (S, Δ*) per direction at x0
     "sharp_st1b": {"-g": (967.278, 17.544), "-C.01(g)": (20.8172, 79.292), "-C.1(g)": (20.3516, 80.314),
                    "-sign(g)": (10.99, 107.60)},
     "sharp_st2": {"-g": (967.278, 17.544), "-C.01(g)": (992.002, 16.659), "-C.1(g)": (866.821, 14.512),
@@ -257,7 +266,7 @@ def clipping_experiment(out: str | None) -> Outcome:
     r_c = measured[("sharp_st2", "-C.01(g)")][1]
     rows.append(Row("ST-2 (rotated): advantage gone", "Δ* falls", f"{r_c / r_g:.2f}x", r_c < r_g))
 
-    # multi-step: best final loss over the note's lr grid 10^(j/4), j = -16..4, 200 steps, all lrs at once
+    # multi-step: best final loss over the lr grid 10^(j/4), j = -16..4, 200 steps, all lrs at once
     lrs = 10.0 ** (np.arange(-16, 5) / 4.0)
     grid = lrs[:, None]
     optimizers = {
@@ -281,7 +290,7 @@ def clipping_experiment(out: str | None) -> Outcome:
             best = int(np.argmin(final))
             curves[(name, label)] = (loss[:, best], lrs[best])
             reported = MULTISTEP_REPORTED[name][label]
-            # values that collapse toward 0 depend on rounding: the note compares their order only
+            # values that collapse toward 0 depend on rounding: only their order is checked
             ok = None if reported < 1e-10 else bool(abs(final[best] - reported) <= 1e-3 * reported)
             rows.append(Row(f"{name:<10} {label:<12} 200 steps", f"best loss {reported:.4g}",
                             f"{final[best]:.4g} (lr {lrs[best]:.4g})", ok))
@@ -296,11 +305,14 @@ def clipping_experiment(out: str | None) -> Outcome:
         "S = vᵀHv/‖v‖² (directional sharpness) and Δ* = <g,v>²/(2vᵀHv) (best one-step decrease along v) at x0.",
         "ST-1b is the paper's regime: 10 of 1000 coordinates are sharp and carry the gradient, but not the loss.",
         "ST-2 rotates the same spectrum off the coordinate axes: coordinate-wise clipping loses its advantage.",
-        "Multi-step rows: the note asks to compare orderings, not the exact tiny values (clipped GD collapses).",
+        "Multi-step rows: only orderings are checked, not the exact tiny values (clipped GD collapses toward 0).",
+        "The sharp-coordinate quadratics are refopt's construction (the paper has no synthetic problem); the "
+        "'source reports' column holds values computed independently when they were designed.",
     ]
     outcome = Outcome(
         "Coordinate-wise clipping (Pan & Li 2023): sharp-coordinate quadratics",
-        "protocol (clipping.md §5): d = 1000, 10 coordinates of curvature 1000; directions at x0; "
+        "protocol (refopt's construction, refopt.functions.SharpQuadratic): d = 1000, 10 coordinates of "
+        "curvature 1000; directions at x0; "
         "200 steps at the best lr of 10^(j/4), j = -16..4",
         rows, notes,
     )
@@ -334,7 +346,8 @@ def clipping_experiment(out: str | None) -> Outcome:
 
 
 # ---------------------------------------------------------------------------------------
-# MoNNA (Farhadkhani et al., ICML 2023): robust collaborative learning, robust-collab.md §1.5
+# MoNNA (Farhadkhani et al., ICML 2023, arXiv 2209.10931): robust collaborative learning; the
+# setup of the authors' reproduce.py (LPD-EPFL/robust-collaborative-learning @ 3425aa1)
 # ---------------------------------------------------------------------------------------
 
 MONNA_ALGORITHMS = ("monna", "nna", "mocwtm", "bridge")
