@@ -411,6 +411,34 @@ def from_environment() -> Any:
     return MPIComm()
 
 
+def available_memory() -> int | None:
+    """Bytes of host memory a new allocation can count on now (Linux ``MemAvailable``; else the free
+    physical pages), or None where the system does not say. Shared by the ranks of one node."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(needed: float, what: str, where: str) -> None:
+    """Refuse (ValueError) a computation whose estimated host memory ``needed`` (bytes, for this
+    process) exceeds :func:`available_memory` (a check that an allocation is possible at all, made
+    before the work starts; it does not reserve anything)."""
+    have = available_memory()
+    if have is not None and needed > have:
+        raise ValueError(
+            f"{where}: {what} needs about {needed / 2**30:.3g} GiB of memory, more than the "
+            f"{have / 2**30:.3g} GiB available"
+        )
+
+
 def run_cli(command: str, body) -> int:
     """Run a CLI sub-command ``body(comm) -> int`` serially or on every MPI rank.
 

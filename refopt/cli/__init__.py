@@ -54,6 +54,27 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader (head, less) closed the pipe: not an error
         sys.stderr.close()
         return 0
+    except ImportError as exc:
+        if not _optional_extra(exc):
+            raise  # refopt's own module failing to import is a bug: keep the traceback
+        print(f"refopt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file that cannot be read or written, a full disk: the user's to fix
+        print(f"refopt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError as exc:
+        detail = f" ({exc})" if str(exc) else ""
+        print(f"refopt {args.command}: error: out of memory{detail}; try a smaller problem", file=sys.stderr)
+        return 2
+
+
+def _optional_extra(exc: ImportError) -> bool:
+    """An ImportError the user fixes by installing something: a module outside refopt (an optional
+    extra such as matplotlib, torch, cupy, numba, mpi4py) or refopt's own message with a pip hint."""
+    name = getattr(exc, "name", None)
+    if name:
+        return name.split(".")[0] != "refopt"
+    return "pip install" in str(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

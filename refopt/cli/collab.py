@@ -8,6 +8,7 @@ field ``steps_per_second`` aside); the other ranks stay quiet.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -18,17 +19,26 @@ from ._plot import pyplot
 from .run import _Progress
 
 ALGORITHMS = ("dsgd", "monna", "nna", "mocwtm", "bridge", "mogm", "gm", "scc")
-# CLI attack names -> (refopt.attacks name, parameters). ALIE and FOE are line-searched against the
-# defender's own mixing, as in the MoNNA paper's experiments (robust-collab.md §1.5); "ipm" is the
-# fixed -εμ of ByzFL (ε = 2).
+# CLI attack names -> (simulate()'s attack name, parameters). ALIE is line-searched against the
+# defender's own mixing, as in the MoNNA paper's experiments (Farhadkhani et al., ICML 2023,
+# arXiv:2209.10931; code: LPD-EPFL/robust-collaborative-learning, attacks/ "little" and "empire");
+# "optimal_foe" is that code's line-searched Fall of Empires, (1 − s)·μ; "ipm" is the fixed −2μ
+# (Xie, Koyejo & Gupta, UAI 2019; ε = 2 as LPD-EPFL/byzfl), which refopt.attacks and simulate() call "foe".
 ATTACKS = {
     "none": (None, None),
     "sign_flipping": ("sign_flipping", None),
     "ipm": ("ipm", None),
     "alie": ("optimal_monna", {"attack": "alie"}),
-    "foe": ("optimal_monna", {"attack": "foe"}),
+    "optimal_foe": ("optimal_monna", {"attack": "foe"}),
     "label_flipping": ("label_flipping", None),
     "mimic": ("mimic_heuristic", None),
+    # deprecated alias: until refopt 0.x this was the line-searched FOE, while refopt.attacks.foe and
+    # simulate(attack="foe") are the fixed −2μ; one name must mean one attack, so it will go
+    "foe": ("optimal_monna", {"attack": "foe"}),
+}
+DEPRECATED_ATTACKS = {
+    "foe": "--attack foe is deprecated: it runs the line-searched FOE, which is now --attack optimal_foe "
+           "(refopt.attacks.foe and simulate(attack='foe') are the fixed -2μ, --attack ipm)",
 }
 MODELS = ("softmax", "mlp")
 
@@ -43,8 +53,9 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--algorithm", choices=ALGORITHMS, default="monna")
     p.add_argument("--attack", choices=tuple(ATTACKS), default="alie",
-                   help="alie and foe are line-searched against the defender (the paper's); ipm is ByzFL's -2μ; "
-                   "none: every node is honest")
+                   help="alie and optimal_foe are line-searched against the defender (the MoNNA paper's); ipm is "
+                   "the fixed -2μ (Fall of Empires, refopt.attacks.foe); mimic copies an honest node (warm-up "
+                   "heuristic); none: every node is honest; foe: deprecated name of optimal_foe")
     p.add_argument("--nodes", type=int, default=26)
     p.add_argument("--byzantine", type=int, default=5, help="Byzantine nodes (also the f the rules declare)")
     p.add_argument("--alpha", type=float, default=1.0, help="Dirichlet heterogeneity α (inf: identical class mixes)")
@@ -61,6 +72,26 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     p.add_argument("--plot", metavar="PATH", help="write accuracy and loss curves")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the text summary")
+
+
+def check_output(path: str, option: str) -> None:
+    """Before any work: ``path`` (an output file) can be written -- its directory exists and is
+    writable, and it is not itself a directory (ValueError naming the option otherwise)."""
+    full = os.path.abspath(os.path.expanduser(path))
+    folder = os.path.dirname(full)
+    if os.path.isdir(full):
+        raise ValueError(f"{option} {path!r} is a directory; give a file name")
+    if not os.path.isdir(folder):
+        raise ValueError(f"{option} {path!r}: the directory {folder!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(full) and not os.access(full, os.W_OK)):
+        raise ValueError(f"{option} {path!r} is not writable")
+
+
+def check_plot(path: str) -> None:
+    """Before any work: the plot can be written (:func:`check_output`) and matplotlib imports
+    (ImportError with the install hint otherwise)."""
+    check_output(path, "--plot")
+    pyplot()
 
 
 def namespace(name: str):
@@ -110,10 +141,14 @@ def run(args) -> int:
 def _run(args, comm) -> int:
     with comm.agreed("reading the command line"):
         problem, data, kwargs = build(args)
+        if args.plot:
+            check_plot(args.plot)
         if args.backend == "cupy" and comm.is_mpi:  # one GPU per rank on a node, round robin
             import cupy
 
             cupy.cuda.Device(comm.local_rank % cupy.cuda.runtime.getDeviceCount()).use()
+    if args.attack in DEPRECATED_ATTACKS and comm.rank == 0:
+        print(f"refopt collab: note: {DEPRECATED_ATTACKS[args.attack]}", file=sys.stderr)
     progress = _Progress(args.steps, threshold=500) if comm.rank == 0 else None
     with np.errstate(over="ignore", invalid="ignore"):
         result = simulate(args.algorithm, problem, data, progress=progress, comm=comm, **kwargs)
@@ -121,13 +156,14 @@ def _run(args, comm) -> int:
         return 0
     out = result.to_dict()
     out["honest_spread"] = out.pop("final_spread")
-    out["distance_to_honest_mean"] = out.pop("final_drift") ** 0.5
+    drift = out.pop("final_drift")
+    out["distance_to_honest_mean"] = drift ** 0.5 if isinstance(drift, float) else drift  # None or "inf"/"nan"
     if args.json:
-        print(json.dumps(out, default=float))
+        print(json.dumps(out, allow_nan=False))
     else:
         print(result.report())
         print(f"  accuracy over steps {out['eval_steps'][0]}..{out['eval_steps'][-1]}: "
-              + " ".join(f"{a:.3f}" for a in out["accuracy"]))
+              + " ".join(f"{a:.3f}" if isinstance(a, float) else str(a) for a in out["accuracy"]))
     if args.plot:
         plt = pyplot()
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))

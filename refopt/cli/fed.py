@@ -14,10 +14,20 @@ from fractions import Fraction
 import numpy as np
 
 from .. import mpi as _mpi
-from ..federated import SCHEMES, client_times, simulate, theory
+from ..federated import SCHEMES, client_times, clock, simulate, theory
 from ._plot import pyplot
+from .collab import check_plot
 
 STALENESS = ("constant", "polynomial", "hinge")
+#: the default --max-steps: about 2 minutes and 400 MB of schedule on one core
+MAX_STEPS = 1_000_000
+#: option -> (the schemes it applies to, its default there)
+SCHEME_OPTIONS = {
+    "delta_t": (("fedfix",), 0.5),
+    "buffer": (("fedbuff",), 5),
+    "alpha": (("fedasync",), None),
+    "staleness": (("fedbuff", "fedasync"), "constant"),
+}
 
 
 def add_parser(sub) -> None:
@@ -25,15 +35,17 @@ def add_parser(sub) -> None:
         "fed",
         help="simulate federated learning with heterogeneous client speeds on an exact clock",
         description="Simulate FedAvg, asynchronous FedAvg/FedAsync, FedBuff or FedFix with clients of "
-        "different speeds on an exact (rational) simulated clock (Fraboni et al., JMLR 2023). Defaults: the "
-        "note's scenario, 10 one-dimensional quadratic clients with optima θ_i* = i and F-80 speeds.",
+        "different speeds on an exact (rational) simulated clock (Fraboni et al., JMLR 2023, arXiv:2206.10189). "
+        "Defaults: the scenario of refopt reproduce fedfix, 10 one-dimensional quadratic clients with optima "
+        "θ_i* = i and F-80 speeds. An option that does not apply to the chosen scheme is an error.",
     )
     p.add_argument("--scheme", choices=SCHEMES, default="fedfix")
-    p.add_argument("--delta-t", type=float, default=0.5, help="FedFix's aggregation window Δt (default 0.5)")
-    p.add_argument("--buffer", type=int, default=5, help="FedBuff's buffer size (default 5)")
+    p.add_argument("--delta-t", type=float, default=None, help="FedFix's aggregation window Δt (fedfix only; default 0.5)")
+    p.add_argument("--buffer", type=int, default=None, help="FedBuff's buffer size (fedbuff only; default 5)")
     p.add_argument("--alpha", type=float, default=None,
-                   help="FedAsync's mixing α (Xie et al.); default: Fraboni's asynchronous FedAvg")
-    p.add_argument("--staleness", choices=STALENESS, default="constant", help="FedAsync's staleness function")
+                   help="FedAsync's mixing α (Xie et al.; fedasync only); default: Fraboni's asynchronous FedAvg")
+    p.add_argument("--staleness", choices=STALENESS, default=None,
+                   help="staleness function (fedbuff, and fedasync with --alpha; default constant)")
     p.add_argument("--clients", type=int, default=10)
     p.add_argument("--speeds", default="F-80", help="F-X (the paper's linear spread), exp, half_normal, or "
                    "comma-separated client times")
@@ -43,6 +55,9 @@ def add_parser(sub) -> None:
     p.add_argument("--lr-local", type=float, default=0.003)
     p.add_argument("--lr-server", type=float, default=1.0)
     p.add_argument("--horizon", type=float, default=3000.0, help="simulated time to run for (default 3000)")
+    p.add_argument("--max-steps", type=int, default=MAX_STEPS,
+                   help=f"refuse a run whose schedule would exceed this many server steps (counted before it is "
+                   f"built; default {MAX_STEPS:,})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", metavar="PATH", help="write the loss against simulated time")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the text summary")
@@ -69,24 +84,46 @@ def options(args) -> dict:
     """simulate() keyword arguments for the scheme the command line names."""
     if args.horizon <= 0 or not math.isfinite(args.horizon):
         raise ValueError(f"--horizon must be a positive finite time; got {args.horizon}")
+    if args.max_steps < 1:
+        raise ValueError(f"--max-steps must be a positive integer; got {args.max_steps}")
+    for name, (schemes, _) in SCHEME_OPTIONS.items():
+        if getattr(args, name) is not None and args.scheme not in schemes:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} applies to --scheme {' and '.join(schemes)} only, not {args.scheme}")
+    if args.staleness not in (None, "constant") and args.scheme == "fedasync" and args.alpha is None:
+        raise ValueError(f"--staleness {args.staleness} applies to fedasync with --alpha only (Fraboni's asynchronous "
+                         "FedAvg has no staleness scaling)")
     kw = dict(clients=args.clients, speeds=_speeds(args.speeds), horizon=args.horizon, local_steps=args.local_steps,
               lr_local=args.lr_local, lr_server=args.lr_server, weights=args.weights, seed=args.seed)
-    if args.scheme == "fedfix":
-        kw["delta_t"] = args.delta_t
-    elif args.scheme == "fedbuff":
-        kw["buffer"] = args.buffer
-    elif args.scheme == "fedasync":
-        kw["alpha"] = args.alpha
-        kw["staleness"] = args.staleness
+    for name, (schemes, default) in SCHEME_OPTIONS.items():
+        if args.scheme in schemes:
+            value = getattr(args, name)
+            kw[name] = default if value is None else value
+    times = client_times(kw["speeds"], args.clients, seed=args.seed)
+    planned = clock.count_steps(args.scheme, times, horizon=args.horizon, delta_t=kw.get("delta_t"),
+                                buffer=kw.get("buffer"))
+    if planned > args.max_steps:
+        raise ValueError(
+            f"the run would take {planned:,} server steps to reach --horizon {args.horizon:g} (shortest client time "
+            f"{float(min(times)):.3g}), more than --max-steps {args.max_steps:,}: shorten --horizon, lengthen "
+            + ("--delta-t, " if args.scheme == "fedfix" else "") + "the client times, or raise --max-steps")
+    kw["max_steps"] = args.max_steps
     return kw
 
 
-def predicted_fixed_point(args):
-    """The quadratic fixed point Σ q̃_i θ_i* of the note (None for softmax or FedAsync with α)."""
+def predicted_fixed_point(args, times=None):
+    """The quadratic clients' fixed point Σ q̃_i θ_i* (:func:`refopt.federated.theory.fixed_point`;
+    None for softmax or FedAsync with α). ``times``: the simulated clients' times (default: drawn
+    from ``--speeds`` with ``--seed``, as the simulation draws them)."""
     if args.problem != "quadratic" or (args.scheme == "fedasync" and args.alpha is not None):
         return None
-    times = client_times(_speeds(args.speeds), args.clients)
-    extra = {"delta_t": args.delta_t} if args.scheme == "fedfix" else {"buffer": args.buffer} if args.scheme == "fedbuff" else {}
+    if times is None:
+        times = client_times(_speeds(args.speeds), args.clients, seed=args.seed)
+    extra = {}
+    if args.scheme == "fedfix":
+        extra["delta_t"] = SCHEME_OPTIONS["delta_t"][1] if args.delta_t is None else args.delta_t
+    elif args.scheme == "fedbuff":
+        extra["buffer"] = SCHEME_OPTIONS["buffer"][1] if args.buffer is None else args.buffer
     return float(theory.fixed_point(args.scheme, times, list(range(args.clients)), weights=args.weights, **extra))
 
 
@@ -97,20 +134,26 @@ def run(args) -> int:
 def _run(args, comm) -> int:
     with comm.agreed("reading the command line"):
         kw = options(args)
+        if args.plot:
+            check_plot(args.plot)
     result = simulate(args.scheme, args.problem, comm=comm, **kw)
     with comm.agreed("the predicted fixed point"):
-        predicted = predicted_fixed_point(args)
+        predicted = predicted_fixed_point(args, result.client_times)
     if comm.rank != 0:  # every rank holds the same result; rank 0 reports it
         return 0
     out = result.to_dict()
     out["predicted_fixed_point"] = predicted
     if args.json:
-        print(json.dumps(out, default=lambda v: v.tolist() if hasattr(v, "tolist") else float(v)))
+        print(json.dumps(out, allow_nan=False))
     else:
         final = out["final_params"]
-        final_text = f"{final:.6g}" if isinstance(final, float) else f"array of {len(final)}"
+        final_text = f"{final:.6g}" if isinstance(final, float) else str(final) if isinstance(final, str) else \
+            f"array of {len(final)}"
         print(f"{args.scheme} ({args.weights} weights), {args.clients} clients with speeds {args.speeds}, "
-              f"{args.problem}: {out['server_steps']} server steps in simulated time {out['simulated_time']:.6g}")
+              f"{args.problem}: {out['server_steps']} server steps in simulated time {result.simulated_time:.6g}")
+        if result.diverged_at is not None:
+            print(f"  diverged at server step {result.diverged_at} ({result.diverged_quantity} not finite or "
+                  f"exploding); the results are those of the steps before it")
         print(f"  final params {final_text}; optimum {out['optimum']}; predicted fixed point "
               f"{out['predicted_fixed_point']}")
         print(f"  {'client':>6} {'time':>8} {'participation':>14} {'mean delay':>11}")
@@ -132,10 +175,12 @@ def _run(args, comm) -> int:
 
 
 # ---------------------------------------------------------------------------------------
-# refopt reproduce fedfix: the note's scenario, all four schemes, both weightings
+# refopt reproduce fedfix: 10 quadratic clients, F-80 speeds, all four schemes, both weightings
 # ---------------------------------------------------------------------------------------
 
-# federated.md §6 (identical weights; unbiased weights recover the optimum 4.5)
+# identical weights: the biased fixed points Σ_i q̃_i θ_i*, q̃_i ∝ d_i f_i, of Fraboni et al.'s surrogate objective
+# (arXiv:2206.10189) with the closed-form participation f_i of refopt.federated.theory (FedBuff-5: the simulated
+# f_i); unbiased weights recover the federated optimum 4.5
 FEDFIX_REPORTED = {"fedasync": 5.96, "fedfix-0.5": 5.36, "fedfix-0.8": 5.12, "fedbuff-5": 5.85, "fedavg": 4.5}
 
 
@@ -172,13 +217,13 @@ def fedfix_experiment(out: str | None):
     notes = [
         "\n    ".join(table),
         "With identical weights the asynchronous schemes optimize a surrogate biased toward fast clients; the "
-        "unbiased weights (d_i of the note's §1.5 table) restore the federated optimum 4.5.",
+        "unbiased weights (d_i = p_i / f_i, refopt.federated.theory) restore the federated optimum 4.5.",
         "FedFix aggregates at fixed windows Δt on an exact rational clock; with Δt at least the slowest client's "
         "time it is FedAvg step for step.",
     ]
     outcome = Outcome(
         "Federated learning with heterogeneous speeds (Fraboni et al., JMLR 2023): FedAvg, FedAsync, FedBuff, FedFix",
-        "scenario (federated.md §6): 10 clients, L_i(θ) = (θ - i)²/2, F-80 speeds, K = 1 local step, lr 0.003, "
+        "scenario: 10 clients, L_i(θ) = (θ - i)²/2, F-80 speeds, K = 1 local step, lr 0.003, "
         "simulated time 3000 (about 10 time constants of FedAvg)",
         rows, notes)
     if out:

@@ -60,6 +60,19 @@ Relation to heavy-ball momentum: with m^HB_t = β m^HB_{t−1} + g_t (torch's SG
 the EMA buffer is m_t = (1 − β) m^HB_t, so this simulator with (γ, β) equals heavy-ball D-SGD
 with learning rate γ(1 − β).
 
+Divergence (the rule every refopt simulator follows for non-finite numbers): where a run can
+diverge, the first non-finite or exploding value is detected, the run stops cleanly before the
+step that produced it, and the result says which step and which quantity
+(``diverged_at``, ``diverged_quantity``); ``to_dict`` writes non-finite numbers as the strings
+"nan", "inf" and "-inf" (as refopt's golden vectors do), so that its JSON stays valid. Here the
+quantities checked, in this order within a step, are the honest ``training loss`` (not finite,
+or above ``L_0 + blowup·(1 + |L_0|)`` with ``L_0`` the first step's, the criterion of
+:func:`refopt.run`), the ``honest half-step models`` (not finite: checked before the mixing,
+which would otherwise hide a NaN model behind the robust rules' treatment of non-finite rows),
+the ``models after mixing`` (their spread not finite) and the ``drift``; at every evaluation
+the ``test loss`` (not finite, or above the same bound from its value at the start). Byzantine
+vectors may be non-finite (an attack); they are not divergence of the honest models.
+
 Metrics, all over honest nodes only: ``loss`` (mean mini-batch loss at θ_t, every step),
 ``spread`` (V_H = (1/h) Σ ‖θ_i − θ̄_H‖² after mixing, every step), ``drift`` (‖θ̄_H − x̄_H‖²: how
 far the mixing moved the honest mean away from the honest half-step mean, every step), and
@@ -114,8 +127,8 @@ class SimulationResult:
     ``eval_steps``: the steps after which the test metrics were taken (0 = the start);
     ``accuracy``, ``accuracy_min``, ``accuracy_node0``, ``test_loss``: one value per evaluation;
     ``theta``: the final honest models (h, d) (after divergence: those of the last
-    evaluation); ``diverged_at``: the first step whose honest
-    models were not finite (the curves stop before it), or None.
+    evaluation); ``diverged_at``: the first step whose values were not finite or exploded
+    (the curves stop before it), or None; ``diverged_quantity``: which value (module doc).
     """
 
     algorithm: str
@@ -132,6 +145,7 @@ class SimulationResult:
     diverged_at: int | None
     seconds: float
     steps_done: int
+    diverged_quantity: str | None = None
 
     @property
     def steps_per_second(self) -> float:
@@ -149,16 +163,17 @@ class SimulationResult:
         """JSON-ready summary (lists of floats; non-finite values as strings)."""
 
         def clean(a):
-            return [float(v) if math.isfinite(v) else str(float(v)) for v in np.asarray(a, dtype=np.float64).ravel()]
+            return [_number(v) for v in np.asarray(a, dtype=np.float64).ravel()]
 
         return {
             "algorithm": self.algorithm,
-            "config": self.config,
-            "final_accuracy": self.final_accuracy,
-            "final_test_loss": self.final_loss,
-            "final_spread": float(self.spread[-1]) if self.spread.size else None,
-            "final_drift": float(self.drift[-1]) if self.drift.size else None,
+            "config": {k: (_number(v) if isinstance(v, float) else v) for k, v in self.config.items()},
+            "final_accuracy": _number(self.final_accuracy),
+            "final_test_loss": _number(self.final_loss),
+            "final_spread": _number(self.spread[-1]) if self.spread.size else None,
+            "final_drift": _number(self.drift[-1]) if self.drift.size else None,
             "diverged_at": self.diverged_at,
+            "diverged_quantity": self.diverged_quantity,
             "steps_per_second": self.steps_per_second,
             "eval_steps": [int(s) for s in self.eval_steps],
             "accuracy": clean(self.accuracy),
@@ -175,12 +190,27 @@ class SimulationResult:
             f"{self.algorithm} ({c['convention']}) n={c['nodes']} byzantine={c['byzantine']} f={c['f']} "
             f"attack={c['attack']} β={c['momentum']} steps={self.steps_done}"
         )
-        tail = f"; diverged at step {self.diverged_at}" if self.diverged_at is not None else ""
+        tail = (f"; diverged at step {self.diverged_at} ({self.diverged_quantity} not finite or exploding; "
+                f"the results are those before it)" if self.diverged_at is not None else "")
         return (
-            f"{head}: honest accuracy {self.final_accuracy:.4f} (min {float(self.accuracy_min[-1]):.4f}), "
+            f"{head}: honest accuracy {self.final_accuracy:.4f} "
+            f"(min {float(self.accuracy_min[-1]) if self.accuracy_min.size else math.nan:.4f}), "
             f"test loss {self.final_loss:.4g}, spread {float(self.spread[-1]) if self.spread.size else math.nan:.3g}, "
             f"{self.steps_per_second:.1f} steps/s{tail}"
         )
+
+
+def _number(v):
+    """A float for JSON: finite as is, non-finite as the string "nan", "inf" or "-inf"."""
+    v = float(v)
+    return v if math.isfinite(v) else str(v)
+
+
+def _too_big(value: float, start: float, blowup: float | None) -> bool:
+    """True when ``value`` is not finite or (``blowup`` given) above ``start + blowup·(1 + |start|)``."""
+    if not math.isfinite(value):
+        return True
+    return blowup is not None and math.isfinite(start) and value > start + blowup * (1.0 + abs(start))
 
 
 # ---------------------------------------------------------------------------------------
@@ -243,13 +273,12 @@ def _attack_spec(attack, attack_params, byzantine):
         return attack, None, "label_flipping"
     from .. import attacks as _attacks  # helper module; imported on use
 
-    known = list(_attacks.names()) if hasattr(_attacks, "names") else [n for n in getattr(_attacks, "__all__", []) if callable(getattr(_attacks, n, None))]
-    name = attack
-    if name == "foe" and "foe" not in known and "ipm" in known:
-        name = "ipm"  # FOE (fall of empires) is IPM: −ε·μ
-    if name not in known:
+    # the registry's (honest, f) attacks, and the stateful mimic with its warm-up heuristic
+    # (its (vectors, state) return is carried from step to step by _attack_caller)
+    known = list(_attacks.names()) + ["mimic_heuristic"]
+    if attack not in known:
         raise ValueError(f"simulate: {suggest(attack, known + ['none', 'label_flipping'], 'attack')}")
-    fn = _attacks.get(name) if hasattr(_attacks, "get") and not callable(getattr(_attacks, name, None)) else getattr(_attacks, name)
+    fn = _attacks.mimic_heuristic if attack == "mimic_heuristic" else _attacks._REGISTRY[attack]
     return attack, fn, "model"
 
 
@@ -333,6 +362,7 @@ def simulate(
     device: Any = None,
     progress: Callable[[int, int], None] | None = None,
     comm: Any = None,
+    blowup: float | None = 1e8,
 ) -> SimulationResult:
     """Run ``steps`` steps of ``algorithm`` on ``nodes`` nodes (see the module doc for the math).
 
@@ -344,11 +374,14 @@ def simulate(
     nodes with the simulation seed), else i.i.d. (every honest node samples the whole set).
     ``lr``: a number or a schedule ``t -> γ_t`` (:func:`monna_lr`).  ``momentum``: β, default
     the algorithm's (table in the module doc).  ``attack``: ``None``/``"none"``, a name of
-    :mod:`refopt.attacks` (``"foe"`` = ``"ipm"``), ``"label_flipping"`` (the MoNNA repo's
+    :mod:`refopt.attacks` (``"foe"`` = ``"ipm"``, the fixed −ε·μ of Xie et al.; the line-searched
+    FOE of the MoNNA experiments is ``"optimal_monna"`` with ``attack_params={"attack": "foe"}``),
+    ``"mimic_heuristic"`` (stateful, seeded from the run's stream), ``"label_flipping"`` (the MoNNA repo's
     model-level version: Byzantine vector = honest half-step mean − γ_t · mean gradient on
     flipped labels y → K−1−y), or a callable ``(honest, f, **params) -> (f, d)``;
     ``attack_params`` are passed on.  ``xp``: an array namespace or its name (default NumPy);
-    ``dtype``: "float64" or "float32".
+    ``dtype``: "float64" or "float32".  ``blowup``: a loss above ``L_0 + blowup·(1 + |L_0|)``
+    counts as divergence (None: only non-finite values do; module doc, "Divergence").
 
     ``comm``: None (one process) or an MPI communicator (:mod:`refopt.mpi`; an mpi4py
     communicator is wrapped). Under MPI the h honest nodes are split into contiguous blocks
@@ -381,14 +414,28 @@ def simulate(
         seed = _int(seed, "seed", 0)
         beta = default_beta if momentum is None else _real(momentum, "momentum", 0.0, 1.0)
         if callable(lr):
-            lr_at = lr
+            schedule = []
+            for t in range(steps):  # every value the run will use, checked before any work
+                try:
+                    v = lr(t)
+                except Exception as exc:
+                    raise ValueError(f"simulate: the learning-rate schedule lr failed at step {t}: {exc!r}") from exc
+                if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)) or float(v) <= 0:
+                    raise ValueError(
+                        f"simulate: the learning-rate schedule lr returned {v!r} at step {t}; "
+                        "every value must be a finite real number > 0"
+                    )
+                schedule.append(float(v))
+            lr_at = schedule.__getitem__
         else:
             base_lr = _real(lr, "lr", 0.0, math.inf, low_open=True)
             lr_at = lambda t: base_lr  # noqa: E731
         if convention not in CONVENTIONS:
             raise ValueError(f"simulate: {suggest(str(convention), list(CONVENTIONS), 'convention')}")
-        if dtype not in ("float64", "float32"):
+        if not isinstance(dtype, str) or dtype not in ("float64", "float32"):
             raise ValueError(f"simulate: dtype must be 'float64' or 'float32'; got {dtype!r}")
+        if blowup is not None:
+            blowup = _real(blowup, "blowup", 0.0, math.inf, low_open=True)
         tau = _real(tau, "tau", 0.0, math.inf, low_open=True)
         nu = _real(nu, "nu", 0.0, math.inf, low_open=True)
         clip_iterations = _int(clip_iterations, "clip_iterations", 1)
@@ -458,6 +505,16 @@ def simulate(
             if p.min() < 0 or p.max() >= X_train.shape[0]:
                 raise ValueError(f"simulate: split[{i}] indexes outside the training set of {X_train.shape[0]} rows")
         name_attack, attack_fn, attack_kind = _attack_spec(attack, attack_params or {}, nb)
+        # an allocation that cannot succeed is refused now, not after the set-up (a coarse upper estimate:
+        # the batch indices, the batch and a few activations of its width, the models and their copies,
+        # the receive masks and distances, the test set on this rank's nodes)
+        isz = 8 if dtype == "float64" else 4
+        F_, d_ = X_train.shape[1], int(problem.dim)
+        E_ = X_test.shape[0] if eval_size is None else min(eval_size, X_test.shape[0])
+        width = F_ + 6 * max(F_, K)
+        needed = (24.0 * h * batch_size + isz * (float(hl) * batch_size * width + float(hl) * E_ * (F_ + 3 * K)
+                  + 12.0 * n * d_ + 4.0 * h * n) + X_train.nbytes)
+        _mpi.check_memory(needed, f"nodes={n}, batch_size={batch_size}, model dim={d_}, {F_} features", "simulate")
 
         # ---- set-up -------------------------------------------------------------------------
         xp = _resolve_namespace(xp)
@@ -574,6 +631,9 @@ def simulate(
             tloss.append(float(te.mean()))
 
     diverged_at = None
+    diverged_quantity = None
+    peaks = []  # max |honest half-step coordinate| per step
+    start_loss = [None]  # the first step's training loss, host float
     done = 0
     last_good = theta
     start = time.perf_counter()
@@ -612,20 +672,46 @@ def simulate(
             theta = mix(S, mask)  # every honest node's new model, on every rank
             mean_theta = xp.mean(theta, axis=0)
             losses.append(xp.mean(loss))
+            peaks.append(xp.max(xp.abs(half)))
             spreads.append(xp.mean(xp.sum((theta - mean_theta) ** 2, axis=1)))
             drifts.append(xp.sum((mean_theta - xp.mean(half, axis=0)) ** 2))
             done = t + 1
             if progress is not None:
                 progress(done, steps)
             if done % eval_every == 0 or done == steps:
-                sp = _array.to_numpy(xp.stack(spreads[-eval_every:]))
-                if not np.all(np.isfinite(sp)):
-                    bad = done - sp.size + int(np.nonzero(~np.isfinite(sp))[0][0])
-                    diverged_at = bad + 1
-                    del losses[bad:], spreads[bad:], drifts[bad:]
-                    done = bad
+                # the steps since the last check, one host transfer: the first bad value, in step order
+                first = len(losses) - min(eval_every, len(losses))
+                chunk = _array.to_numpy(xp.stack([
+                    xp.stack(losses[first:]), xp.stack(peaks[first:]), xp.stack(spreads[first:]), xp.stack(drifts[first:]),
+                ])).astype(np.float64)
+                if start_loss[0] is None:
+                    start_loss[0] = float(chunk[0, 0])
+                bad = None
+                for j in range(chunk.shape[1]):
+                    if _too_big(float(chunk[0, j]), start_loss[0], blowup):
+                        bad = (j, "training loss")
+                    elif not math.isfinite(float(chunk[1, j])):
+                        bad = (j, "honest half-step models")
+                    elif not math.isfinite(float(chunk[2, j])):
+                        bad = (j, "models after mixing")
+                    elif not math.isfinite(float(chunk[3, j])):
+                        bad = (j, "drift")
+                    if bad is not None:
+                        break
+                if bad is not None:
+                    at = first + bad[0]
+                    diverged_at, diverged_quantity = at + 1, bad[1]
+                    del losses[at:], spreads[at:], drifts[at:], peaks[at:]
+                    done = at
                     break
                 evaluate(done)
+                if _too_big(tloss[-1], tloss[0], blowup):
+                    diverged_at, diverged_quantity = done, "test loss"
+                    for curve in (ev_steps, acc, acc_min, acc0, tloss):
+                        curve.pop()
+                    done -= 1
+                    del losses[done:], spreads[done:], drifts[done:], peaks[done:]
+                    break
                 last_good = theta
         seconds = time.perf_counter() - start
 
@@ -647,4 +733,5 @@ def simulate(
         diverged_at=diverged_at,
         seconds=seconds,
         steps_done=done,
+        diverged_quantity=diverged_quantity,
     )

@@ -87,6 +87,7 @@ __all__ = [
     "FEDBUFF_VARIANTS",
     "ServerEvent",
     "client_times",
+    "count_steps",
     "schedule",
     "to_fraction",
     "measured_participation",
@@ -217,6 +218,27 @@ def _check(scheme, times, horizon, delta_t, buffer, variant):
     else:
         c = None
     return taus, H, dt, c
+
+
+def count_steps(scheme: str, times, *, horizon, delta_t=None, buffer=None, variant: str = "fraboni") -> int:
+    """How many server steps :func:`schedule` would list, computed without building it.
+
+    Exact for ``"fedavg"`` (⌊H / max τ⌋), ``"fedasync"`` (Σ_i ⌊H / τ_i⌋) and ``"fedfix"``
+    (⌊H / Δt⌋); for ``"fedbuff"`` an upper bound, ⌊Σ_i ⌊H / τ_i⌋ / c⌋ (each step consumes c
+    completed tasks, and client i completes at most ⌊H / τ_i⌋ tasks by time H). Exact rational
+    arithmetic, O(M) work whatever the horizon: call it to refuse a schedule too large to build.
+    """
+    taus, H, dt, c = _check(scheme, times, horizon, delta_t, buffer, variant)
+
+    def floor_div(a: Fraction, b: Fraction) -> int:
+        return (a.numerator * b.denominator) // (a.denominator * b.numerator)
+
+    if scheme == "fedavg":
+        return floor_div(H, max(taus))
+    if scheme == "fedfix":
+        return floor_div(H, dt)
+    tasks = sum(floor_div(H, t) for t in taus)
+    return tasks if scheme == "fedasync" else tasks // c
 
 
 def schedule(scheme: str, times, *, horizon, delta_t=None, buffer=None, variant: str = "fraboni",

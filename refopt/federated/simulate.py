@@ -1,7 +1,9 @@
 r"""Simulate federated training on the exact clock: FedAvg, FedAsync, FedBuff, FedFix.
 
-Reference: ``shared/reference/federated.md`` §1.2–§1.5 (rule, clock, weights), §1.8 (setup),
-§6 (predictions), §7 (simulator notes).
+Reference: Fraboni, Vidal, Kameni & Lorenzi, "A General Theory for Federated Optimization with
+Asynchronous and Heterogeneous Clients Updates", JMLR 24 (2023), arXiv:2206.10189 (the rule, the
+clock, the weights and the predictions), and the authors' code
+``Accenture/Labs-Federated-Learning`` (branch ``asynchronous_FL``).
 
 How a run works
 ---------------
@@ -57,6 +59,20 @@ data for classifiers), test accuracy (classifiers) and, for small models, the pa
 per client the participation frequency ``f̂_i``, the mean and maximum delay and the realised
 expected weight ``q̂_i = (1/N) Σ_n ω_i(n)``.
 
+Divergence (the rule every refopt simulator follows for non-finite numbers): where a run can
+diverge, the first non-finite or exploding value is detected, the run stops cleanly before the
+step that produced it, and the result says which step and which quantity (``diverged_at``,
+``diverged_quantity``); ``to_dict`` writes non-finite numbers as the strings "nan", "inf" and
+"-inf" (as refopt's golden vectors do), so that its JSON stays valid. Here the quantities are the
+``global model`` (checked after every server step: not finite) and the ``federated loss`` (at
+every evaluation: not finite, or above ``L_0 + blowup·(1 + |L_0|)`` with ``L_0`` its value at
+the start, the criterion of :func:`refopt.run`). ``final_params`` is then the last finite model
+and ``server_steps`` the steps done before the diverging one.
+
+Unbounded work: the number of server steps up to the horizon is computed before the schedule
+is built (:func:`refopt.federated.clock.count_steps`); above :data:`SCHEDULE_LIMIT` (after the
+``max_steps`` cap) the call is refused with the count, instead of filling the memory.
+
 Host side: the schedule, weights, random draws, data split and the result curves are host
 objects, so this module imports NumPy and :mod:`fractions`; the arithmetic on models is
 array-API code on the chosen backend (``xp``, ``dtype``, ``device``).
@@ -77,9 +93,19 @@ from .. import _array, mpi as _mpi
 from ..rules._base import suggest
 from . import clock, rules
 
-__all__ = ["simulate", "FedResult", "PROBLEMS"]
+__all__ = ["simulate", "FedResult", "PROBLEMS", "SCHEDULE_LIMIT"]
 
 PROBLEMS = ("quadratic", "softmax")
+
+#: the most server steps a simulation builds a schedule for (each step holds a few hundred bytes of
+#: host memory and takes about 0.1 ms to simulate: 10^7 steps are about 4 GB and 20 minutes)
+SCHEDULE_LIMIT = 10_000_000
+
+
+def _number(v):
+    """A float for JSON: finite as is, non-finite as the string "nan", "inf" or "-inf"."""
+    v = float(v)
+    return v if math.isfinite(v) else str(v)
 
 
 @dataclass
@@ -94,7 +120,9 @@ class FedResult:
     (``q̂_i``), ``multipliers`` (``d_i``). ``final_params``: ``θ^N`` (float64 ``(d,)``);
     ``server_steps`` N; ``simulated_time``: the time of the last server step (0 without one);
     ``horizon``; ``optimum`` (quadratic problems: the federated optimum ``(d,)``);
-    ``wall_seconds`` and ``steps_per_second`` of the simulation loop.
+    ``wall_seconds`` and ``steps_per_second`` of the simulation loop. ``diverged_at``: the
+    first server step whose model or loss was not finite or exploded (module docstring), or
+    None; ``diverged_quantity``: which.
     """
 
     scheme: str
@@ -118,6 +146,8 @@ class FedResult:
     wall_seconds: float = 0.0
     steps_per_second: float = 0.0
     config: dict = field(default_factory=dict)
+    diverged_at: int | None = None
+    diverged_quantity: str | None = None
 
     @property
     def surrogate_weights(self) -> np.ndarray:
@@ -126,24 +156,25 @@ class FedResult:
         return self.expected_weights / s if s > 0 else self.expected_weights.copy()
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict (lists and Python numbers; NaN as the string 'nan')."""
+        """A JSON-ready dict (lists and Python numbers; non-finite numbers as the strings 'nan', 'inf', '-inf')."""
 
         def fl(a):
             if a is None:
                 return None
             a = np.asarray(a, dtype=np.float64)
-            return [float(v) if math.isfinite(v) else str(float(v)) for v in a.reshape(-1)] if a.ndim <= 1 else \
-                [fl(r) for r in a]
+            return [_number(v) for v in a.reshape(-1)] if a.ndim <= 1 else [fl(r) for r in a]
 
         fp = self.final_params
         return {
             "scheme": self.scheme,
-            "final_params": float(fp[0]) if fp.size == 1 else fl(fp),
-            "optimum": None if self.optimum is None else (float(self.optimum[0]) if self.optimum.size == 1
+            "final_params": _number(fp[0]) if fp.size == 1 else fl(fp),
+            "optimum": None if self.optimum is None else (_number(self.optimum[0]) if self.optimum.size == 1
                                                             else fl(self.optimum)),
             "server_steps": int(self.server_steps),
-            "simulated_time": float(self.simulated_time),
-            "horizon": float(self.horizon),
+            "diverged_at": self.diverged_at,
+            "diverged_quantity": self.diverged_quantity,
+            "simulated_time": _number(self.simulated_time),
+            "horizon": _number(self.horizon),
             "participation": fl(self.participation),
             "mean_delay": fl(self.mean_delay),
             "max_delay": [int(v) for v in self.max_delay],
@@ -157,10 +188,10 @@ class FedResult:
                 "loss": fl(self.loss),
                 "accuracy": fl(self.accuracy),
             },
-            "wall_seconds": float(self.wall_seconds),
-            "steps_per_second": float(self.steps_per_second),
-            "config": {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
-                       for k, v in self.config.items()},
+            "wall_seconds": _number(self.wall_seconds),
+            "steps_per_second": _number(self.steps_per_second),
+            "config": {k: (_number(v) if isinstance(v, float) else v if isinstance(v, (int, str, bool, type(None)))
+                           else str(v)) for k, v in self.config.items()},
         }
 
 
@@ -329,6 +360,7 @@ def simulate(
     dtype: str = "float64",
     device: Any = None,
     comm: Any = None,
+    blowup: float | None = 1e8,
 ) -> FedResult:
     """Run ``scheme`` on ``problem`` until the simulated ``horizon`` (see the module docstring).
 
@@ -344,7 +376,9 @@ def simulate(
     (fedbuff), ``sampling``/``sample`` (fedavg). ``init``: start model (``(d,)`` host numbers;
     default ``problem.init(seed)``). ``eval_every``: server steps between evaluations (default 1
     for quadratics, else about 250 evaluations over the run). ``max_steps``: a cap on the
-    number of server steps (a guard against tiny client times).
+    number of server steps (a guard against tiny client times); the schedule it leaves must hold
+    at most :data:`SCHEDULE_LIMIT` steps, counted before it is built. ``blowup``: a federated loss
+    above ``L_0 + blowup·(1 + |L_0|)`` counts as divergence (None: only non-finite values do).
 
     ``comm``: None (one process) or an MPI communicator (:mod:`refopt.mpi`; an mpi4py
     communicator is wrapped). Under MPI the M clients are split into contiguous blocks (sizes
@@ -369,8 +403,17 @@ def simulate(
         mu_l = _real("local_momentum", local_momentum, low=0.0, high=1.0, high_open=True)
         mu_g = _real("server_momentum", server_momentum, low=0.0, high=1.0, high_open=True)
         seed = _int("seed", seed, 0)
-        if dtype not in ("float64", "float32"):
+        if not isinstance(dtype, str) or dtype not in ("float64", "float32"):
             raise ValueError(f"{fn}: dtype must be 'float64' or 'float32'; got {dtype!r}")
+        if blowup is not None:
+            blowup = _real("blowup", blowup, low=0.0, low_open=True)
+        # named options are checked whatever the scheme, then refused where they do not apply
+        form = _choice("form", form, rules.FEDASYNC_FORMS)
+        variant = _choice("variant", variant, clock.FEDBUFF_VARIANTS)
+        if form != "mixing" and not (scheme == "fedasync" and alpha is not None):
+            raise ValueError(f"{fn}: form={form!r} applies to scheme 'fedasync' with alpha only")
+        if variant != "fraboni" and scheme != "fedbuff":
+            raise ValueError(f"{fn}: variant={variant!r} applies to scheme 'fedbuff' only, not {scheme!r}")
         if delta_t is not None and scheme != "fedfix":
             raise ValueError(f"{fn}: delta_t={delta_t!r} only applies to scheme 'fedfix', not {scheme!r}")
         if scheme == "fedfix":
@@ -485,6 +528,17 @@ def simulate(
             sched_kw["delta_t"] = dt
         if scheme == "fedbuff":
             sched_kw.update(buffer=buffer, variant=variant)
+        planned = clock.count_steps(scheme, times, horizon=horizon_f, **sched_kw)
+        if max_steps is not None:
+            planned = min(planned, max_steps)
+        if planned > SCHEDULE_LIMIT:
+            raise ValueError(
+                f"{fn}: the schedule would hold {planned:,} server steps (scheme {scheme!r}, horizon {float(horizon_f):g}, "
+                f"shortest client time {float(min(times)):.3g}"
+                + (f", delta_t {float(dt):g}" if scheme == "fedfix" else "")
+                + f"), more than the {SCHEDULE_LIMIT:,} a run may build: shorten the horizon, lengthen the client "
+                "times or delta_t, or pass max_steps to stop earlier"
+            )
         events = clock.schedule(scheme, times, horizon=horizon_f, max_steps=max_steps, **sched_kw)
         N = len(events)
         freq = np.zeros(M)
@@ -540,9 +594,14 @@ def simulate(
                 c_par.append(_array.to_numpy(theta).astype(np.float64))
 
     record(0, 0)
+    diverged_at = diverged_quantity = None
+    done = 0  # server steps completed with a finite model
+    good = (theta, velocity, 0)  # the last finite model, its velocity and its time
+    loss0 = c_loss[0]
     t0 = _time.perf_counter()
     # MPI: an exception on one rank from here on aborts every rank (the others wait in a collective)
-    with comm.guard("federated simulate"):
+    # NumPy backend: a diverging run is detected and reported, not warned about
+    with comm.guard("federated simulate"), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for ev in events:
             n, S, started = ev.step, ev.clients, ev.started
             taus = [n - 1 - s for s in started]
@@ -562,11 +621,6 @@ def simulate(
                     w = [wk * float(d[i]) for wk, i in zip(w, S)]
             else:
                 w = [float(d[i]) for i in S]
-            for k, i in enumerate(S):
-                counts[i] += 1
-                delay_sum[i] += taus[k]
-                delay_max[i] = max(delay_max[i], taus[k])
-                wsum[i] += w[k]
             # local work of the clients that count (unsampled FedAvg clients do nothing)
             act = [k for k in range(len(S)) if not (scheme == "fedavg" and sampling != "full" and w[k] == 0.0)]
             if act:
@@ -613,12 +667,33 @@ def simulate(
             elif mu_g > 0.0 and velocity is not None:
                 theta, velocity = rules.server_update(theta, xp.zeros((0, problem.dim), dtype=fdt), [], lr_server=lr_g,
                                                       momentum=mu_g, velocity=velocity)
+            # divergence: the model after every step, the loss at every evaluation (every rank holds the
+            # same model, so every rank stops at the same step)
+            if not bool(xp.all(xp.isfinite(theta))):
+                diverged_at, diverged_quantity = n, "global model"
+                break
+            if n % eval_every == 0 or n == N:
+                record(n, ev.time)
+                loss_n = c_loss[-1]
+                if not math.isfinite(loss_n) or (blowup is not None and math.isfinite(loss0)
+                                                 and loss_n > loss0 + blowup * (1.0 + abs(loss0))):
+                    for curve in (c_steps, c_times, c_exact, c_loss, c_acc) + ((c_par,) if record_params else ()):
+                        curve.pop()
+                    diverged_at, diverged_quantity = n, "federated loss"
+                    break
+            for k, i in enumerate(S):  # the statistics count the steps that completed
+                counts[i] += 1
+                delay_sum[i] += taus[k]
+                delay_max[i] = max(delay_max[i], taus[k])
+                wsum[i] += w[k]
             hist[n] = theta
             for v in [v for v in hist if v != n and last_use.get(v, -1) <= n]:
                 del hist[v]
-            if n % eval_every == 0 or n == N:
-                record(n, ev.time)
+            done = n
+            good = (theta, velocity, ev.time)
     wall = _time.perf_counter() - t0
+    theta, velocity, t_last = good
+    N = done  # = len(events) unless the run diverged
 
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_delay = np.where(counts > 0, delay_sum / np.maximum(counts, 1), np.nan)
@@ -638,11 +713,13 @@ def simulate(
         multipliers=d,
         client_times=tuple(times),
         server_steps=N,
-        simulated_time=float(events[-1].time) if N else 0.0,
+        simulated_time=float(t_last),
         horizon=float(horizon_f),
         optimum=optimum,
         wall_seconds=wall,
         steps_per_second=N / wall if wall > 0 else float("inf"),
+        diverged_at=diverged_at,
+        diverged_quantity=diverged_quantity,
         config={"scheme": scheme, "clients": M, "speeds": speeds if isinstance(speeds, str) else "custom",
                 "local_steps": K, "lr_local": lr_l, "lr_server": lr_g, "weights": weights if isinstance(weights, str)
                 else "custom", "delta_t": None if delta_t is None else str(dt), "buffer": buffer,
