@@ -32,6 +32,8 @@ def add_parser(sub) -> None:
         help="rerun the papers' toy experiments and compare with what they report",
         description="Rerun each paper's toy experiment with its published protocol, print the paper's "
         "reported outcome beside refopt's, and write plots when matplotlib is installed.",
+        epilog="Exit status: 0 when every checked row agrees with the source, 1 when a row DIFFERS, "
+        "2 on bad usage (an unknown option value, a plot folder that cannot be written).",
     )
     p.add_argument("experiment", nargs="?", default="all", choices=(*EXPERIMENTS, *SLOW, *OTHERS, "all"),
                    help="all = diffgrad, adabelief and clipping (under a minute); monna (minutes) and fedfix run "

@@ -22,11 +22,12 @@ def add_parser(sub) -> None:
     p.add_argument("rule", help="rule name (refopt list rules)")
     p.add_argument("function", help=f"function name, one of: {', '.join(functions.names())}")
     p.add_argument("--hyper", action="append", metavar="KEY=VALUE", help="a hyper-parameter of the rule; repeatable")
-    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="a parameter of the function, e.g. dim=10")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="a parameter of the function, e.g. dim=10; repeatable")
     p.add_argument("--steps", type=int, default=100, help="number of steps (default 100)")
     p.add_argument("--x0", action="append", metavar="X[,Y,...]",
                    help="a start point, comma-separated (write --x0=-1,2 when it starts with a minus sign); repeat for several runs (default: the function's start)")
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="dtype of the start points and of every step (default float64)")
     p.add_argument("--csv", metavar="PATH", help="write step, run, coordinates and loss of every iterate")
     p.add_argument("--plot", metavar="PATH", help="write a plot (contours and trajectories in 2-D, x or loss versus step otherwise)")
 

@@ -19,6 +19,8 @@ def add_parser(sub) -> None:
         help="write or check the golden vectors (specs/vectors/<rule>.json)",
         description="Regenerate the golden vectors of every rule (--write), or regenerate them in memory and "
         "fail on any byte of difference with the files (--check).",
+        epilog="Exit status: 0 when every file matches (or was written), 1 on any difference, "
+        "2 on bad usage (an unknown rule, no mode).",
     )
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", action="store_true", help="regenerate and write the files")
