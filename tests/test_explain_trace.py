@@ -10,6 +10,7 @@ absent, never borrowed from another row.
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -112,6 +113,19 @@ def same(cell: str, value) -> bool:
     return (np.isnan(x) and np.isnan(y)) or x == y
 
 
+def same_json(got, value) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return got is bool(value)
+    if isinstance(value, (int, np.integer)):
+        return type(got) is int and got == int(value)
+    x = float(value)
+    if np.isnan(x):
+        return got == "nan"
+    if np.isinf(x):
+        return got == ("inf" if x > 0 else "-inf")
+    return type(got) is float and got == x
+
+
 def hyper_args(hyper: dict) -> list[str]:
     args = []
     for key, value in hyper.items():
@@ -153,6 +167,15 @@ def test_printed_table_equals_trace(capsys, name, hyper):
                 assert same(cell, want[label]), f"step {k}, {label}: printed {cell!r}, trace {want[label]!r}"
             else:
                 assert cell == explain.ABSENT, f"step {k}, {label}: printed {cell!r} for a quantity not traced"
+
+    # --json: the same table, every number exact, absent quantities left out
+    assert main(["explain", name, "--steps", str(STEPS), "--json", *hyper_args(hyper)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["rule"] == name and doc["labels"] == list(table.labels)
+    for k, (got, want) in enumerate(zip(doc["steps"], expected), start=1):
+        assert list(got) == list(want), f"step {k}: JSON labels differ from the trace's"
+        for label, value in want.items():
+            assert same_json(got[label], value), f"step {k}, {label}: JSON {got[label]!r}, trace {value!r}"
 
 
 @pytest.mark.parametrize(

@@ -18,11 +18,14 @@ the 10 significant digits recorded in the repository's tests (``tests/test_golde
 The step table is built as data first (:func:`step_table`: one dict per step, keyed by row
 label) and then formatted (:func:`format_table`), so that a quantity a step does not compute
 -- RAdam's adaptive rate ``l_t`` before rectification starts -- is shown as absent at that
-step instead of shifting the rows below it.
+step instead of shifting the rows below it.  ``--json`` prints the same table as data
+(:func:`table_json`), every number exact.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import textwrap
 import unicodedata
 from dataclasses import dataclass
@@ -52,6 +55,10 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="dtype of the example (default float64)")
     p.add_argument("--digits", type=int, default=8, help="significant digits printed (default 8; 17 round-trips float64)")
     p.add_argument("--options", action="store_true", help="also document every hyper-parameter: default, valid range, meaning")
+    p.add_argument("--json", action="store_true",
+                   help="print the equations and the step table as JSON instead (every number exact: a float32 value "
+                   "as the double it equals; NaN and infinities as the strings \"nan\", \"inf\", \"-inf\"; a quantity "
+                   "absent at a step is left out of that step's object)")
 
 
 def _gradient(theta: np.ndarray) -> np.ndarray:
@@ -137,6 +144,34 @@ def step_table(rule, steps: int, dtype="float64") -> StepTable:
     return StepTable(tuple(order), tuple(table))
 
 
+def _json_value(value):
+    """A trace value as JSON: bools and ints as such, floats exactly (``repr``), non-finite
+    values as strings."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (tuple, list)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        x = float(value)
+        return x if math.isfinite(x) else ("nan" if math.isnan(x) else "inf" if x > 0 else "-inf")
+    return value
+
+
+def table_json(rule, table: StepTable, dtype, box: str) -> dict:
+    """The JSON document of ``refopt explain --json``."""
+    return {
+        "rule": rule.name,
+        "hyper": {k: _json_value(v) for k, v in rule.hyper.items()},
+        "example": EXAMPLE,
+        "dtype": np.dtype(dtype).name,
+        "equations": box.splitlines(),
+        "labels": list(table.labels),
+        "steps": [{label: _json_value(v) for label, v in rows.items()} for rows in table.steps],
+    }
+
+
 def format_table(table: StepTable, digits: int) -> str:
     """The step table as text: blocks of up to six steps, one row per label, absent cells
     shown as ``ABSENT``."""
@@ -179,6 +214,10 @@ def run(args) -> int:
     cls = rules.rule_class(args.rule)
     rule = cls(**parse_hyper(args.hyper))
     dtype = np.dtype(args.dtype)
+    if args.json:
+        table = step_table(rule, args.steps, dtype)
+        print(json.dumps(table_json(rule, table, dtype, equations(rule)), ensure_ascii=False, indent=1))
+        return 0
 
     print(f"{rule.name}: {cls.title}")
     print(textwrap.fill(f"source: {cls.citation}", 100, subsequent_indent="  "))
