@@ -38,7 +38,7 @@ from typing import Any, Callable, Sequence
 
 
 from refopt import _array
-from refopt.preaggregators import as_stack, check_int, check_real, compose
+from refopt.preaggregators import as_stack, check_bool, check_int, check_real, compose
 
 __all__ = [
     "sign_flipping",
@@ -335,6 +335,7 @@ def gaussian(
     mean = check_real(mean, "gaussian", "mean")
     std = check_real(std, "gaussian", "std", nonneg=True)
     gen = _generator(seed, rng, "gaussian")
+    independent = check_bool(independent, "gaussian", "independent")
     rows = f if independent else 1
     out = _array.from_host(gen.normal(mean, std, size=(rows if f else 0, d)), H)
     return out if independent or f == 0 else _tile(xp, out[0, :], f)
@@ -460,6 +461,7 @@ def _defender(aggregator, preaggregators, f, where):
 
 
 def _line_searched(xp, H, f, kind, defender, search, start, return_factor, where):
+    return_factor = check_bool(return_factor, where, "return_factor")
     """f copies of the vector v(s) whose factor s the line ``search`` picks to maximise the damage.
 
     Directions: "ipm" v = −s·μ; "alie" v = μ + s·σ (ddof = 1); "foe" v = μ − s·μ = (1 − s)·μ; or a

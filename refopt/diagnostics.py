@@ -566,7 +566,7 @@ def shadow(
     sample: Sequence[int] | None = None,
     eps: Any = 1.0,
     line_search_points: int = 20,
-    reference: str = "sgd",
+    reference: str | None = None,
     keep_directions: bool = True,
 ) -> ShadowResult:
     """Several rules fed the same gradients along one trajectory (Pan & Li's shadow protocol).
@@ -583,7 +583,8 @@ def shadow(
             x_k, state = trajectory_rule.step(x_{k-1}, g, state)
 
     For each sampled step and rule a record holds: the directional sharpness S(u), the
-    ratio S(u)/|S(u_ref)| to the shadow named ``reference`` ("sgd"; None when absent),
+    ratio S(u)/|S(u_ref)| to the shadow named ``reference`` (a name of ``shadows``; default
+    None: the shadow "sgd" when there is one, else the ratios are None),
     the gradient correlation <g, û>, the model's Δ* and η*, the authors' line-search
     reduction (grid unit ``eps``: a number, or a dict {shadow name: ε}; None skips the
     search), its best distance and final ε, and the norms ℓ2, ℓ∞, mean |u_i|, max |u_i|.
@@ -631,8 +632,16 @@ def shadow(
     for n, e in eps_of.items():
         if _array.is_scalar(e) and not (math.isfinite(e) and e > 0):
             raise ValueError(f"eps for {n!r} must be a finite number > 0; got {e!r}")
-    if not isinstance(reference, str):
-        raise TypeError(f"reference must be the name of a shadow rule; got {reference!r}")
+    if reference is None:
+        reference = "sgd"  # the ratios are None when no shadow has that name
+    elif not isinstance(reference, str):
+        raise TypeError(f"reference must be the name of a shadow rule or None; got {reference!r}")
+    elif reference not in rules:
+        from .rules._base import suggest
+
+        raise ValueError("shadow: " + suggest(reference, list(rules), "reference (a shadow rule's name)"))
+    if not _array.is_bool(keep_directions):
+        raise TypeError(f"keep_directions must be True or False; got {keep_directions!r}")
 
     state = trajectory_rule.init(x0)
     states = {n: r.init(x0) for n, r in rules.items()}

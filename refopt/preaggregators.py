@@ -86,7 +86,7 @@ def as_stack(X: Any, where: str, name: str = "X", min_rows: int = 1):
     xp = _array.namespace(X, what=label)
     if X.ndim != 2:
         raise ValueError(f"{label} must be a 2-D (n, d) stack of n vectors; got shape {tuple(X.shape)}")
-    if not _array.is_real_floating(xp, X.dtype):
+    if not _array.is_real_floating(xp, X.dtype) or X.dtype not in (xp.float32, xp.float64):
         raise TypeError(f"{label} must have a real floating dtype (float32 or float64); got {_array.dtype_name(X.dtype)}")
     n, d = int(X.shape[0]), int(X.shape[1])
     if n < min_rows or d < 1:
@@ -102,6 +102,13 @@ def check_int(value: Any, where: str, name: str, low: int = 0) -> int:
     if value < low:
         raise ValueError(f"{where}: {name} must be an int >= {low}; got {value}")
     return value
+
+
+def check_bool(value: Any, where: str, name: str) -> bool:
+    """A Python bool; anything but True/False (``'no'``, 0, 1, None) is a TypeError."""
+    if not _array.is_bool(value):
+        raise TypeError(f"{where}: {name} must be True or False; got {value!r}")
+    return bool(value)
 
 
 def check_real(value: Any, where: str, name: str, *, positive: bool = False, nonneg: bool = False) -> float:

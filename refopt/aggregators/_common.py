@@ -26,6 +26,8 @@ __all__ = [
     "check_f",
     "check_int",
     "check_float",
+    "check_bool",
+    "fresh",
     "require",
     "check_vector",
     "nan_to_posinf",
@@ -45,6 +47,19 @@ def check_int(rule: str, name: str, value: Any, minimum: int = 0) -> int:
     if value < minimum:
         raise ValueError(f"{rule}: {name} must be an integer >= {minimum}; got {value}")
     return value
+
+
+def check_bool(rule: str, name: str, value: Any) -> bool:
+    """``value`` as a Python bool; anything but True/False (``'no'``, 0, 1, None) is a TypeError."""
+    if not _array.is_bool(value):
+        raise TypeError(f"{rule}: {name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def fresh(xp, v: Any) -> Any:
+    """A copy of ``v`` that shares no memory with it: what a rule returns instead of one of its
+    inputs (or a view of one), so that editing the result in place never edits the caller's arrays."""
+    return xp.asarray(v, copy=True)
 
 
 def check_float(rule: str, name: str, value: Any, *, positive: bool = True, allow_zero: bool = False) -> float:

@@ -55,7 +55,7 @@ def check_stack(X: Any, what: str = "X"):
     xp = _array.namespace(X, what=what)
     if X.ndim != 2:
         raise ValueError(f"{what} must be a 2-D (n, d) stack of n vectors; got shape {tuple(X.shape)}")
-    if not _array.is_real_floating(xp, X.dtype):
+    if not _array.is_real_floating(xp, X.dtype) or X.dtype not in (xp.float32, xp.float64):
         raise TypeError(
             f"{what} must have a real floating dtype (float32 or float64); got {_array.dtype_name(X.dtype)}"
         )

@@ -29,7 +29,7 @@ import math
 from typing import Any
 
 from refopt import _array
-from refopt.aggregators._common import check_float, check_int, check_stack, check_vector
+from refopt.aggregators._common import check_bool, check_float, check_int, check_stack, check_vector, fresh
 from refopt.aggregators._distances import finite_rows
 
 __all__ = ["geometric_median", "centered_clipping"]
@@ -103,6 +103,7 @@ def geometric_median(
     iterations = check_int("geometric_median", "iterations", iterations, 0)
     tol = check_float("geometric_median", "tol", tol)
     max_iterations = check_int("geometric_median", "max_iterations", max_iterations, 1)
+    converged = check_bool("geometric_median", "converged", converged)
     dev = _array.device(X)
     f64 = xp.float64
     if start is None:
@@ -138,14 +139,14 @@ def geometric_median(
                 break
         else:
             z = z_new
-    return z
+    return fresh(xp, z) if z is start else z  # no step taken: never hand back the caller's start
 
 
 def centered_clipping(
     X: Any, center: Any = None, *, tau: float = 100.0, iterations: int = 1
 ) -> tuple[Any, Any]:
-    """Centered clipping; returns ``(aggregate, new_center)`` (the same vector twice: the next
-    call should start from this aggregate, ByzFL's ``m``).
+    """Centered clipping; returns ``(aggregate, new_center)`` (the same values twice, in two fresh
+    arrays: the next call should start from this aggregate, ByzFL's ``m``).
 
     ``center`` is ``v_0`` (default zeros, ByzFL); ``tau`` the clipping radius (ByzFL 100);
     ``iterations`` is ``L`` (ByzFL 1).  ``min(1, tau/||x_i - v||)`` is taken as 1 when
@@ -168,4 +169,6 @@ def centered_clipping(
         scale = xp.where(norm > tau, tau / safe, xp.ones((), dtype=X.dtype, device=dev))
         scale = xp.where(finite, scale, xp.zeros((), dtype=X.dtype, device=dev))
         v = v + xp.sum(diff * scale[:, None], axis=0) / float(n)
-    return v, v
+    if v is center:  # no iteration: never hand back the caller's center
+        v = fresh(xp, v)
+    return v, fresh(xp, v)  # two arrays: editing the aggregate must not edit the next call's center

@@ -15,6 +15,8 @@ from typing import Any
 
 from refopt import _array
 from refopt.aggregators._common import (
+    check_bool,
+    fresh,
     check_f,
     check_int,
     check_stack,
@@ -62,7 +64,7 @@ def krum_scores(X: Any, f: int, *, neighbours: str = "n-f-1", squared: bool = Tr
     f = check_f("krum", f)
     xp, n, d = check_stack(X)
     q = _neighbour_count("krum", neighbours, n, f)
-    return _scores_from(xp, pairwise_sq_distances(X), q, bool(squared))
+    return _scores_from(xp, pairwise_sq_distances(X), q, check_bool("krum", "squared", squared))
 
 
 def krum(X: Any, f: int, *, neighbours: str = "n-f-1", squared: bool = True) -> Any:
@@ -80,9 +82,9 @@ def krum(X: Any, f: int, *, neighbours: str = "n-f-1", squared: bool = True) -> 
     f = check_f("krum", f)
     xp, n, d = check_stack(X)
     q = _neighbour_count("krum", neighbours, n, f)
-    scores = _scores_from(xp, pairwise_sq_distances(X), q, bool(squared))
+    scores = _scores_from(xp, pairwise_sq_distances(X), q, check_bool("krum", "squared", squared))
     best = order(xp, scores, finite_rows(X))[0]
-    return X[int(best), :]
+    return fresh(xp, X[int(best), :])  # a row of X is a view of the caller's array
 
 
 def multi_krum(
@@ -100,7 +102,7 @@ def multi_krum(
     m = n - f if m is None else check_int("multi_krum", "m", m, 1)
     if m > n:
         raise ValueError(f"multi_krum: m must be between 1 and n={n}; got m={m}")
-    scores = _scores_from(xp, pairwise_sq_distances(X), q, bool(squared))
+    scores = _scores_from(xp, pairwise_sq_distances(X), q, check_bool("multi_krum", "squared", squared))
     return take_rows_mean(xp, X, order(xp, scores, finite_rows(X))[:m])
 
 
@@ -193,7 +195,7 @@ def bulyan(X: Any, f: int, variant: str = "paper", *, squared: bool = True) -> A
     D = pairwise_sq_distances(X)
     finite = finite_rows(X)
     if variant == "scores_once":
-        scores = _scores_from(xp, D, n - f - 2, bool(squared))
+        scores = _scores_from(xp, D, n - f - 2, check_bool("bulyan", "squared", squared))
         picked = order(xp, scores, finite)[:theta]
     else:
         pool = list(range(n))
@@ -203,7 +205,7 @@ def bulyan(X: Any, f: int, variant: str = "paper", *, squared: bool = True) -> A
             sub = xp.take(xp.take(D, idx, axis=0), idx, axis=1)
             q = max(1, len(pool) - f - 2)
             q = min(q, len(pool) - 1)
-            scores = _scores_from(xp, sub, q, bool(squared))
+            scores = _scores_from(xp, sub, q, check_bool("bulyan", "squared", squared))
             j = int(order(xp, scores, xp.take(finite, idx))[0])
             chosen.append(pool.pop(j))
         picked = xp.asarray(chosen, dtype=xp.int64, device=dev)
@@ -230,11 +232,16 @@ def nna(X: Any, pivot: Any, f: int) -> Any:
 
     The MoNNA repository's code convention (a node receives ``n - f`` vectors and averages the
     ``n - 2f`` nearest) is ``nna(received, own, f)`` with ``received`` of ``n - f`` rows: the
-    caller chooses the stack; the rule always keeps ``rows - f``.
+    caller chooses the stack; the rule always keeps ``rows - f``.  A pivot with a NaN or an
+    infinity gives a NaN vector (no row is nearer to it than another).
     """
     f = check_f("nna", f)
     xp, n, d = check_stack(X)
     check_vector("nna", "pivot", pivot, X, d)
     require("nna", n, f, n > 2 * f, "n > 2f")
     dist = sq_distances_to(X, pivot)
-    return take_rows_mean(xp, X, order(xp, dist, finite_rows(X))[: n - f])
+    out = take_rows_mean(xp, X, order(xp, dist, finite_rows(X))[: n - f])
+    # a pivot with a NaN or an infinity is at no finite distance from any row: no row is nearer than
+    # another, so NaN propagates (as IEEE arithmetic would), instead of the first rows by index
+    nan = xp.asarray(math.nan, dtype=X.dtype, device=_array.device(X))
+    return xp.where(xp.all(xp.isfinite(pivot)), out, nan)
