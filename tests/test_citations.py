@@ -1,10 +1,10 @@
 """Every citation in a shipped file resolves for a user.
 
 refopt was written from private reference notes that are not part of the distribution.  A
-shipped file (the package, the specs and vectors, the examples, the README) may cite a paper,
-a public repository file, an issue of a public repository, or refopt's own documentation, but
-never one of those notes: a porter pointed to "update-rules.md §4 #6" or to "the note §3.1"
-cannot read it.  The test lists every offending line (file:line: what matched) at once.
+shipped file (the package, the specs and vectors, the examples, the documentation, the README)
+may cite a paper, a public repository file, an issue of a public repository, or refopt's own
+documentation, but never one of those notes: a porter pointed to "update-rules.md §4 #6" or to
+"the note §3.1" cannot read it.  The test lists every offending line (file:line: what matched) at once.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHIPPED = ("refopt", "specs", "examples", "README.md")
+SHIPPED = ("refopt", "specs", "examples", "docs", "README.md", "pyproject.toml")
 
 # (pattern, what it names); matched case-insensitively, one line at a time
 PRIVATE = [
@@ -35,8 +35,9 @@ def shipped_files() -> list[pathlib.Path]:
         listed = subprocess.run(["git", "ls-files", "-z", "--", *SHIPPED], cwd=ROOT, check=True,
                                 capture_output=True).stdout.decode().split("\0")
     except (OSError, subprocess.CalledProcessError):  # not a git checkout: every file on disk
-        listed = [str(p.relative_to(ROOT)) for top in SHIPPED for p in (ROOT / top).rglob("*") if p.is_file()]
-        listed += ["README.md"]
+        listed = [str(p.relative_to(ROOT)) for top in SHIPPED if (ROOT / top).is_dir()
+                  for p in (ROOT / top).rglob("*") if p.is_file()]
+        listed += [top for top in SHIPPED if (ROOT / top).is_file()]
     return [ROOT / name for name in listed if name and (ROOT / name).is_file()]
 
 
