@@ -153,7 +153,7 @@ class Report:
     def summary(self) -> dict:
         groups = {(r.case.group, r.case.dtype) for r in self.results}
         return {"groups": len(groups), "cases": len(self.results), "passed": len(self.results) - len(self.failed),
-                "failed": len(self.failed), "groups_skipped": len(self.skipped)}
+                "failed": len(self.failed), "skipped": len(self.skipped)}
 
     def as_dict(self) -> dict:
         """The whole report as JSON-ready data (non-finite numbers as "nan"/"inf"/"-inf")."""
@@ -201,7 +201,7 @@ class Report:
             f = r.first
             lines.append(
                 f"{head}: first diverges at step t={f['t']} in {f['quantity']}[{f['index']}]: expected "
-                f"{f['expected']!r}, got {f['got']!r} (abs {_g(f['abs'])}, rel {_g(f['rel'])}, {_g(f['ulp'])} ulp; "
+                f"{_exact(f['expected'])}, got {_exact(f['got'])} (abs {_g(f['abs'])}, rel {_g(f['rel'])}, {_g(f['ulp'])} ulp; "
                 f"tolerance {f['tolerance']})"
             )
             for q, e in r.errors.items():
@@ -211,7 +211,7 @@ class Report:
             lines.append(f"       arguments: {r.arguments}")
         s = self.summary()
         lines.append(f"{'PASS' if self.passed else 'FAIL'}: {s['passed']} of {s['cases']} cases in {s['groups']} "
-                     f"group(s) pass, {s['failed']} fail; {s['groups_skipped']} group(s) skipped")
+                     f"group(s) pass, {s['failed']} fail; {s['skipped']} group(s) or case(s) skipped")
         for effect in self.side_effects:
             named = "; ".join(f"known: {b['id']} — {b['summary']}" for b in effect["known_bugs"])
             lines.append(f"side effect: {SIDE_EFFECTS[effect['detection']]} (first at step t={effect['first_step']}, "
@@ -232,6 +232,11 @@ def _g(x: Any) -> str:
     if not math.isfinite(x):
         return json_float(x)
     return str(int(x)) if x.is_integer() and abs(x) < 1e15 else f"{x:.3g}"
+
+
+def _exact(x: Any) -> str:
+    """A value as it round-trips (``repr``), or the "nan"/"inf" string of a non-finite one."""
+    return x if isinstance(x, str) else repr(x)
 
 
 def json_safe(obj: Any) -> Any:
