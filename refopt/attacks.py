@@ -1,8 +1,8 @@
-"""Byzantine attacks: what f faulty nodes send, computed from the honest vectors (robust-collab.md §4).
+"""Byzantine attacks: what f faulty nodes send, computed from the honest vectors.
 
 Every vector attack has the signature ``attack(honest, f, **params) -> (f, d)``: ``honest`` is the
 ``(h, d)`` stack of honest vectors (gradients, momenta or models -- the same object the defence
-sees, note §7.7), ``f`` the number of Byzantine vectors to produce; unless said otherwise all f
+sees), ``f`` the number of Byzantine vectors to produce; unless said otherwise all f
 rows are the same vector (the omniscient, "same vector to every node" threat model of ByzFL and
 of the MoNNA code).  ``f = 0`` gives a ``(0, d)`` array.  Notation: μ = honest mean,
 σ = coordinate-wise standard deviation of the honest vectors (``ddof`` stated).
@@ -11,7 +11,7 @@ of the MoNNA code).  ``f = 0`` gives a ``(0, d)`` array.  Notation: μ = honest 
 ``sign_flipping``          −μ
 ``scaled_sign_flipping``   −(h/f)·μ   (MoNNA repo ``scaledSF``)
 ``ipm`` (= ``foe``)        −ε·μ       (inner-product manipulation / Fall of Empires; ε = 2.0 as ByzFL)
-``alie``                   μ + sign·z·σ  (A Little Is Enough; z a number or a z rule of the note)
+``alie``                   μ + sign·z·σ  (A Little Is Enough; z a number or a z rule of :func:`alie_z`)
 ``mimic``                  a copy of one honest vector
 ``mimic_heuristic``        mimic with the warm-up heuristic; returns ``(vectors, state)``
 ``inf`` / ``nan``          all +∞ / all NaN
@@ -106,7 +106,7 @@ def _full(xp, H, f: int, value: float):
 def sign_flipping(honest: Any, f: int) -> Any:
     """Sign flipping: every Byzantine node sends −μ (ByzFL ``SignFlipping``, MoNNA ``signflipping``).
 
-    Example (note §8): honest [[1,2,3],[4,5,6],[7,8,9]] -> [−4, −5, −6].
+    Example (ByzFL's docstring): honest [[1,2,3],[4,5,6],[7,8,9]] -> [−4, −5, −6].
     """
     xp, H, h, d, f = _honest(honest, f, "sign_flipping")
     return _tile(xp, -_mean(xp, H), f)
@@ -125,7 +125,7 @@ def ipm(honest: Any, f: int, *, epsilon: float = 2.0) -> Any:
     """Inner-product manipulation / Fall of Empires (Xie, Koyejo & Gupta, UAI 2019): −ε·μ.
 
     Default ε = 2.0 (ByzFL ``InnerProductManipulation(tau=2.0)``); epfml uses 0.1, Garfield 10.
-    Example (note §8): honest [[1,2,3],[4,5,6],[7,8,9]], ε = 2 -> [−8, −10, −12].
+    Example (ByzFL's docstring): honest [[1,2,3],[4,5,6],[7,8,9]], ε = 2 -> [−8, −10, −12].
     (The MoNNA code's line-searched "empire" is (1 − s)·μ: :func:`optimal_monna` with
     ``attack="foe"``.)
     """
@@ -138,15 +138,15 @@ foe = ipm
 
 
 def alie_z(n: int, f: int, rule: str = "paper") -> float:
-    """The z of "A Little Is Enough" from the number of nodes (note §4).
+    """The z of "A Little Is Enough" from the number of nodes.
 
     With s = ⌊n/2 + 1⌋ − f supporters needed:
 
     * ``"paper"`` (Baruch, Baruch & Goldberg 2019): z = Φ⁻¹((n − s)/n);
     * ``"epfml"`` (Karimireddy, He & Jaggi's code): z = Φ⁻¹((n − f − s)/(n − f)).
 
-    Φ⁻¹ is the standard normal quantile (``statistics.NormalDist().inv_cdf``).  Values from the
-    note: n = 20, f = 8 -> s = 3, z = 1.036 (paper) / 0.674 (epfml); n = 26, f = 5 -> s = 9,
+    Φ⁻¹ is the standard normal quantile (``statistics.NormalDist().inv_cdf``).  Values:
+    n = 20, f = 8 -> s = 3, z = 1.036 (paper) / 0.674 (epfml); n = 26, f = 5 -> s = 9,
     z = 0.396 / 0.180.  Raises when the quantile's argument is not in (0, 1) (f too large: no
     supporters are needed, or too small a count).
     """
@@ -173,9 +173,9 @@ def alie(honest: Any, f: int, *, z: float | str = 1.5, n: int | None = None, sig
       ``"epfml"`` -- evaluated at ``n`` (default h + f) and f.  (Garfield hard-codes 1.035.)
     * ``sign``: +1 (ByzFL, Garfield, MoNNA: μ + zσ, default) or −1 (paper and epfml: μ − zσ).
     * ``ddof``: σ's delta degrees of freedom; 1 (unbiased) as ByzFL's code and MoNNA (ByzFL's
-      docstring says 1/n -- the code wins, note §4).
+      docstring says 1/n -- the code wins).
 
-    Example (note §8): honest [[1,2,3],[4,5,6],[7,8,9]], z = 1.5, ddof = 1 -> [8.5, 9.5, 10.5].
+    Example (ByzFL's docstring): honest [[1,2,3],[4,5,6],[7,8,9]], z = 1.5, ddof = 1 -> [8.5, 9.5, 10.5].
     """
     xp, H, h, d, f = _honest(honest, f, "alie")
     ddof = check_int(ddof, "alie", "ddof")
@@ -194,7 +194,7 @@ def alie(honest: Any, f: int, *, z: float | str = 1.5, n: int | None = None, sig
 
 def mimic(honest: Any, f: int, *, index: int = 0) -> Any:
     """Mimic (Karimireddy, He & Jaggi, ICLR 2022): every Byzantine node copies honest vector
-    ``index`` (ByzFL ``Mimic(epsilon=index)``, default 0).  Example (note §8): -> [1, 2, 3].
+    ``index`` (ByzFL ``Mimic(epsilon=index)``, default 0).  Example (ByzFL's docstring): -> [1, 2, 3].
     For the warm-up heuristic that chooses the index, see :func:`mimic_heuristic`."""
     xp, H, h, d, f = _honest(honest, f, "mimic")
     index = check_int(index, "mimic", "index")
@@ -233,7 +233,7 @@ def mimic_heuristic(
     variant: str = "epfml",
     seed: int = 0,
 ) -> tuple[Any, MimicState]:
-    """Mimic with the warm-up heuristic that picks whom to copy (note §4); returns ``(vectors, state)``.
+    """Mimic with the warm-up heuristic that picks whom to copy; returns ``(vectors, state)``.
 
     The attacker estimates the honest mean μ and the top principal direction z of the honest
     vectors by an online power iteration, then copies the honest vector most aligned with z (the
@@ -347,7 +347,7 @@ def gaussian(
 
 
 def line_search_byzfl(score: Callable[[float], float], *, evals: int = 20, start: float = 0.0, delta: float = 10.0, ratio: float = 0.8) -> float:
-    """ByzFL's one-sided line search (``Optimal_*`` attacks; note §4).
+    """ByzFL's one-sided line search (``Optimal_*`` attacks, LPD-EPFL/byzfl).
 
     Evaluate ``start``; *expansion*: probe best + Δ, on improvement move there and double Δ, on the
     first failure set Δ ← ratio·Δ and stop; *contraction*: probe best + Δ (always on the right of
@@ -379,7 +379,8 @@ def line_search_byzfl(score: Callable[[float], float], *, evals: int = 20, start
 
 
 def line_search_monna(score: Callable[[float], float], *, evals: int = 16, start: float = 0.0, delta: float = 1.0, ratio: float = 0.8) -> float:
-    """The MoNNA code's two-sided line search on x ≥ 0 (``tools.line_maximize``; note §1.5).
+    """The MoNNA code's two-sided line search on x ≥ 0 (``tools.line_maximize`` of
+    LPD-EPFL/robust-collaborative-learning).
 
     Same expansion as :func:`line_search_byzfl`.  Contraction: the probe point moves from the last
     probe, towards the best point -- right by Δ if the last probe is left of the best, otherwise
@@ -438,7 +439,7 @@ def _objective(xp, H, mu, f, defender, make, where):
         out = defender(stack)
         if not _array.is_array(out) or out.ndim not in (1, 2) or int(out.shape[-1]) != d:
             raise ValueError(f"{where}: the aggregator must return a ({d},) vector or an (m, {d}) stack of per-node outputs")
-        if out.ndim == 2:  # per-node outputs (NNA, SCC): average them (note §1.5)
+        if out.ndim == 2:  # per-node outputs (NNA, SCC): average them (as the MoNNA code does)
             out = xp.mean(out, axis=0)
         diff = out - mu
         return float(xp.sqrt(xp.sum(diff * diff)))
@@ -498,7 +499,7 @@ def optimal_byzfl(
     ratio: float = 0.8,
     return_factor: bool = False,
 ) -> Any:
-    """ByzFL's ``Optimal_InnerProductManipulation`` / ``Optimal_ALittleIsEnough`` (note §4).
+    """ByzFL's ``Optimal_InnerProductManipulation`` / ``Optimal_ALittleIsEnough``.
 
     The attack vector has a factor τ -- ``"ipm"``: −τ·μ, ``"alie"``: μ + τ·σ (ddof = 1), or a
     callable ``(honest, tau) -> (d,)`` -- and τ is chosen to maximise the damage to the defender::
@@ -509,10 +510,10 @@ def optimal_byzfl(
     ``aggregator`` (required: the defender's own rule F) and ``preaggregators`` (run first, with
     f forwarded as in :func:`refopt.preaggregators.compose`) must be the ones the honest nodes
     use; ByzFL's class defaults (Average after Clipping(2)) make the objective flat once the
-    Byzantine vector is clipped (note §8).  An aggregator may return an (m, d) stack of per-node
+    Byzantine vector is clipped (τ* = 10 whatever the honest vectors).  An aggregator may return an (m, d) stack of per-node
     outputs; their mean is used.  The stack is ``[honest; f copies]``.
 
-    Example (note §8): honest [[1,2,3],[4,5,6],[7,8,9]], f = 1, F = trimmed mean (f = 1) after
+    Example (ByzFL's docstring setting): honest [[1,2,3],[4,5,6],[7,8,9]], f = 1, F = trimmed mean (f = 1) after
     [NNM(1), Clipping(2)]: "ipm" -> τ* = 10·0.8¹² = 0.68719477, vector [−2.74877907, −3.43597384,
     −4.1231686]; "alie" -> τ* = 2.97328372, [12.91985116, 13.91985116, 14.91985116].
 
@@ -547,7 +548,8 @@ def optimal_monna(
     ratio: float = 0.8,
     return_factor: bool = False,
 ) -> Any:
-    """The MoNNA code's line-searched attacks ``little`` and ``empire`` (note §1.5).
+    """The MoNNA code's line-searched attacks ``little`` and ``empire``
+    (LPD-EPFL/robust-collaborative-learning, attacks/).
 
     The Byzantine vector is μ + s·u with s ≥ 0 and the direction u -- ``"alie"``: u = σ (ddof = 1),
     ``"foe"``: u = −μ (so the vector is (1 − s)·μ), ``"ipm"``: the vector is −s·μ (the strict
@@ -589,7 +591,7 @@ def dissensus(
     byzantine: Sequence[int] | None = None,
     epsilon: float = 1.5,
 ) -> Any:
-    """Dissensus attack for gossip (He, Karimireddy & Jaggi 2022; note §2): per receiving node.
+    """Dissensus attack for gossip (He, Karimireddy & Jaggi 2022; epfml/byzantine-robust-decentralized-optimizer): per receiving node.
 
     Signature differs from the other attacks because the vector depends on the receiver.
     ``weights`` is the (n, n) mixing matrix W over all n = h + f nodes (any array library; read on
@@ -638,8 +640,9 @@ def label_flipping(y: Any, num_classes: int) -> Any:
     """Label flipping at the data level: y -> K − 1 − y (K = ``num_classes``; 9 − y on MNIST/CIFAR-10).
 
     Byzantine nodes compute honest-looking gradients on flipped labels (ByzFL flips client side;
-    the MoNNA code sends the mean of the honest nodes' flipped gradients as a model step, note
-    §1.5).  ``y`` is an integer array of any library with values in [0, K); returns the flipped
+    the MoNNA code sends the mean of the honest nodes' flipped gradients as a model step,
+    peerToPeer.py of LPD-EPFL/robust-collaborative-learning).  ``y`` is an integer array of any
+    library with values in [0, K); returns the flipped
     labels with the same dtype and device.
     """
     if not _array.is_array(y):

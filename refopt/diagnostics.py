@@ -1,6 +1,6 @@
 """Pan & Li's diagnostics: directional sharpness, local loss reduction, where the sharpness sits.
 
-Notation (notes clipping.md §2.1).  At a point x with gradient g = ∇f(x) and Hessian
+Notation.  At a point x with gradient g = ∇f(x) and Hessian
 H = ∇²f(x), a step of size η along a direction v follows the second-order model::
 
     f(x + η v) ≈ f(x) + η <g, v> + (η²/2) vᵀHv
@@ -15,7 +15,7 @@ Hv comes from ``f.hvp(x, v)`` (the code uses the exact Hessian-vector product of
 backprop); functions without ``hvp`` fall back to central differences of the gradient,
 see :func:`hessian_vector_product`.
 
-Model-based best one-step reduction (derived in the notes, clipping.md §2.1 [D])::
+Model-based best one-step reduction (minimising the second-order model along v)::
 
     <g, v̂>                             gradient correlation (negative for a descent direction)
     η* = -<g, v̂> / S(v)                best step length along the unit direction v̂
@@ -29,11 +29,11 @@ L_i = f(x + i·ε·v̂) for i = 0, 1, ..., 20, stopping at the first i with L_i 
 at most 3 losses were evaluated the search restarts with ε/5 (recursively); the result is
 L_0 − min_i L_i.  See :func:`line_search`.
 
-Where the sharpness sits (clipping.md §2.5): the top-c set T of a direction u (the
+Where the sharpness sits (code ``compute_top_mask``, ``compute_sharpness_masked``): the top-c set T of a direction u (the
 coordinates with |u_i| ≥ τ_c, τ_c the threshold of coordinate-wise clipping) and the share
 of uᵀHu = Σ_i u_i (Hu)_i that they carry.  See :func:`top_fraction_contribution`.
 
-Shadow comparison (clipping.md §2.4): one trajectory, several rules fed the same
+Shadow comparison (code: the ``*Params`` state objects): one trajectory, several rules fed the same
 gradients, their directions compared at the same points.  See :func:`shadow`.
 
 Every function takes points of shape ``(..., dim)`` and works on any array-API backend;
@@ -42,7 +42,7 @@ results have the batch shape ``x.shape[:-1]`` (broadcast with ``v``), in the dty
 Sources: Pan & Li, Toward Understanding Why Adam Converges Faster Than SGD for Transformers,
 arXiv 2306.00204; code panyan7/adam-vs-sgd ``landscape_utils.py`` (``compute_sharpness``,
 ``search``, ``compute_top_mask``, ``compute_sharpness_masked``, the ``*Params`` shadow
-states); notes clipping.md §2 and §5.
+states), read at commit d85d3a1.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def _full(xp, like, value):
 def hessian_vector_product(f: Any, x: Any, v: Any) -> Any:
     """H(x)·v: ``f.hvp(x, v)`` when the function has one, else central differences.
 
-    The fallback (notes clipping.md §2.2 [D])::
+    The fallback (a central difference; its error is O(h²) in the third derivative)::
 
         Hv ≈ ‖v‖ (∇f(x + h v̂) − ∇f(x − h v̂)) / (2h),     h = ε_mach^(1/3) · (1 + ‖x‖)
 
@@ -159,7 +159,7 @@ def directional_sharpness(f: Any, x: Any, v: Any) -> Any:
     """S(v) = vᵀ H(x) v / ‖v‖², the curvature of f at x along v (sign kept).
 
     Pan & Li's directional sharpness, computed as the authors' ``compute_sharpness`` does:
-    ``<v, Hv> / ‖v‖²`` with Hv from the Hessian-vector product (clipping.md §2.1-2.2).
+    ``<v, Hv> / ‖v‖²`` with Hv from the Hessian-vector product (:func:`hessian_vector_product`).
     Scale-invariant: S(αv) = S(v).  Shape ``x.shape[:-1]`` (broadcast with v); nan where
     v = 0 (no direction).
     """
@@ -193,7 +193,7 @@ class ModelReduction:
 
 
 def model_reduction(f: Any, x: Any, v: Any, *, g: Any = None) -> ModelReduction:
-    """Best one-step loss reduction of the second-order model along v (clipping.md §2.1 [D]).
+    """Best one-step loss reduction of the second-order model along v (module docstring).
 
     ::
 
@@ -266,14 +266,14 @@ def line_search(
 ) -> LineSearch:
     """The authors' line-search loss reduction along the unit direction v̂ = v/‖v‖.
 
-    Protocol (code ``landscape_utils.search``, notes clipping.md §2.1 item 2 and §3.5)::
+    Protocol (code ``landscape_utils.search`` of panyan7/adam-vs-sgd)::
 
         L_i = f(x + i·ε·v̂),  i = 0, 1, ..., points (= 20, the code's ``distance``)
         stop after the first i with L_i > L_0 (that point is evaluated and kept)
         if at most 3 losses were evaluated: restart with ε <- ε/5
         return L_0 − min_i L_i
 
-    ``eps`` is the grid unit ε (the authors pick one per algorithm, §3.5): a number, or an
+    ``eps`` is the grid unit ε (the authors pick one per algorithm in their configurations): a number, or an
     array of the batch shape.  The code recurses without a bound; here at most
     ``max_restarts`` restarts are made and ``exhausted`` marks runs that still stopped
     within 3 points (their reduction is then that of the last, finest grid, typically 0).
@@ -390,21 +390,21 @@ class TopContribution:
 
 
 def top_fraction_contribution(f: Any, x: Any, u: Any, fraction: float = 0.01) -> TopContribution:
-    """How much of uᵀHu the top-``fraction`` coordinates of u carry (clipping.md §2.5).
+    """How much of uᵀHu the top-``fraction`` coordinates of u carry (code ``compute_top_mask``).
 
     T = {i : |u_i| ≥ τ_c} with τ_c the threshold of coordinate-wise clipping, the
     (⌊N c⌋+1)-th largest |u_i| (``refopt.transforms.top_fraction_threshold``, computed per
     run of a batch); ≥ as in the code's ``compute_top_mask``, so without ties |T| = ⌊N c⌋+1,
     the entry at the threshold included.  c = 0 gives an empty T, c = 1 all coordinates.
 
-    Exact decomposition [D]: uᵀHu = Σ_i u_i (Hu)_i, and::
+    Exact decomposition: uᵀHu = Σ_i u_i (Hu)_i, and::
 
         share      = Σ_{i∈T} u_i (Hu)_i / uᵀHu          (terms may be negative)
         norm_share = ‖u_T‖² / ‖u‖²
         ratio      = S(u') / S(u),  u' = u ⊙ 1[i ∉ T]
 
     The ratio is what ``compute_sharpness_masked`` intends; the released code computes the
-    numerator with the unmasked product <Hu, u'> (a bug noted in clipping.md §2.5).
+    numerator with the unmasked product <Hu, u'> (a bug in panyan7/adam-vs-sgd at d85d3a1).
     """
     f, xp, x, u = _prepare(f, x, u)
     batch_axes = u.ndim - 1
@@ -430,7 +430,7 @@ def top_fraction_contribution(f: Any, x: Any, u: Any, fraction: float = 0.01) ->
 
 
 def direction_norms(u: Any) -> dict[str, Any]:
-    """The magnitudes the authors' ``search`` writes for a direction (clipping.md §2.3).
+    """The magnitudes the authors' ``search`` writes for a direction.
 
     ``l2`` ‖u‖₂, ``linf`` ‖u‖_∞, ``mean_abs`` mean |u_i|, ``max_abs`` max |u_i| (= ‖u‖_∞;
     both are listed because the code writes both).
@@ -571,7 +571,7 @@ def shadow(
 ) -> ShadowResult:
     """Several rules fed the same gradients along one trajectory (Pan & Li's shadow protocol).
 
-    Protocol (clipping.md §2.4; code ``landscape_utils.*Params``)::
+    Protocol (code ``landscape_utils.*Params`` of panyan7/adam-vs-sgd)::
 
         for k = 1 .. steps:
             g = ∇f(x_{k-1})                                 the one gradient of step k

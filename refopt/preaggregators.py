@@ -1,9 +1,9 @@
 """Pre-aggregations: maps from an ``(n, d)`` stack of vectors to another stack, run before a robust rule.
 
-A *pre-aggregation* (robust-collab.md §3.1, "Pre-aggregations") transforms the n received vectors
+A *pre-aggregation* transforms the n received vectors
 into m vectors that are then handed to an ordinary robust aggregator F.  The point is to make a
 weak rule strong: Allouah et al. ("Fixing by mixing", AISTATS 2023) prove that if F is
-(f, κ)-robust then F∘NNM is (f, κ')-robust with κ' ≤ (8f/(n − f))·(κ + 1) (note §3.2), i.e. of the
+(f, κ)-robust then F∘NNM is (f, κ')-robust with κ' ≤ (8f/(n − f))·(κ + 1) (PMLR 206), i.e. of the
 optimal order O(f/n) whatever F is.
 
 Functions (every one pure, array API only, float32 in -> float32 out, no write into its input):
@@ -22,7 +22,7 @@ Functions (every one pure, array API only, float32 in -> float32 out, no write i
     a callable ``X -> (d,)`` that runs the pre-aggregations in order, then the aggregator, as
     ByzFL's ``RobustAggregator`` does.
 
-Conventions (contract of issue 5 and note §7):
+Conventions:
 
 * ``X`` is an ``(n, d)`` real-floating array of any array-API library, or a list/tuple of
   ``(d,)`` vectors of one library, dtype and device (they are stacked).
@@ -161,14 +161,14 @@ def _row_norms(xp, X):
 
 
 def nnm(X: Any, f: int) -> Any:
-    """Nearest-neighbour mixing (Allouah et al., AISTATS 2023; ByzFL ``NNM(f)``; note §3.1).
+    """Nearest-neighbour mixing (Allouah et al., AISTATS 2023; ByzFL ``NNM(f)``).
 
     For every i = 1..n::
 
         y_i = (1/(n − f)) · Σ_{j ∈ N_i} x_j,   N_i = the n − f vectors of X nearest to x_i
 
     (x_i itself is in N_i: its distance is 0).  Requires n > 2f.  Ties in distance are broken by
-    the lowest index, which reproduces ByzFL's docstring example (note §8)::
+    the lowest index, which reproduces ByzFL's docstring example::
 
         nnm([[1,2,3],[4,5,6],[7,8,9]], f=1) = [[2.5,3.5,4.5],[2.5,3.5,4.5],[5.5,6.5,7.5]]
 
@@ -219,7 +219,7 @@ def _generator(seed: Any, rng: Any, where: str) -> Any:
 
 
 def bucketing(X: Any, s: int, *, seed: int | None = None, rng: Any = None) -> Any:
-    """Bucketing (Karimireddy, He & Jaggi, ICLR 2022; ByzFL ``Bucketing(s)``; note §3.1).
+    """Bucketing (Karimireddy, He & Jaggi, ICLR 2022; ByzFL ``Bucketing(s)``).
 
     Draw a random permutation π of 0..n−1, cut π into consecutive buckets of s indices (the last
     bucket holds the remaining n mod s when s does not divide n) and return one mean per bucket::
@@ -274,7 +274,7 @@ def _arc_count(n: int, f: int) -> int:
 
 
 def clipping(X: Any, c: float | str = 2.0, *, f: int | None = None, center: Any = None) -> Any:
-    """Clipping of every vector (static by default; note §3.1 and §2).
+    """Clipping of every vector (static by default).
 
     ::
 
@@ -284,7 +284,7 @@ def clipping(X: Any, c: float | str = 2.0, *, f: int | None = None, center: Any 
     self-centred clipping of ClippedGossip / MoNNA's SCC baseline).  The threshold τ is
 
     * a number ``c > 0``: *static clipping* (ByzFL ``Clipping(c)``, default c = 2.0).  Example
-      (note §8): row [1, 2, 3] with c = 2 -> [0.53452248, 1.06904497, 1.60356745];
+      (ByzFL's docstring): row [1, 2, 3] with c = 2 -> [0.53452248, 1.06904497, 1.60356745];
     * ``"arc"`` (needs f, n > 2f): the norm of the (k + 1)-th largest vector, k = ⌊2f(n − f)/n⌋,
       i.e. :func:`arc` (Allouah et al., NeurIPS 2024);
     * ``"cs_plus"`` (needs f, n > 2f): the (n − 2f)-th smallest norm -- CS+'s rule (Gaucher et
@@ -295,7 +295,7 @@ def clipping(X: Any, c: float | str = 2.0, *, f: int | None = None, center: Any 
 
     Clipping never increases a norm and leaves vectors at or under τ unchanged.  A vector with a
     NaN or an infinity has no usable direction; it is replaced by ``center`` (it contributes
-    nothing -- ClippedGossip's convention for NaN neighbours, note §2).  Norms are computed with
+    nothing -- ClippedGossip's convention for NaN neighbours, epfml/byzantine-robust-decentralized-optimizer).  Norms are computed with
     scaling, so a huge but finite float32 vector is clipped, not turned into NaN.
 
     Returns an (n, d) array of X's dtype and device.
@@ -350,9 +350,9 @@ def arc(X: Any, f: int) -> Any:
 
     With k = ⌊2 (f/n) (n − f)⌋ (computed exactly in integers), the k vectors of largest norm are
     clipped to the norm of the (k + 1)-th largest; the others are unchanged (ByzFL ``ARC(f)``;
-    its docstring writes "x_{π(k)}" for what the code uses, a norm -- note §3.1).  Ties in norm do
+    its docstring writes "x_{π(k)}" for what the code uses, a norm).  Ties in norm do
     not matter: clipping a vector to its own norm changes nothing.  Requires n > 2f.  Example
-    (note §8): X = [[1,2,3],[4,5,6],[7,8,9]], f = 1 -> k = 1, the last row is clipped to
+    (ByzFL's docstring): X = [[1,2,3],[4,5,6],[7,8,9]], f = 1 -> k = 1, the last row is clipped to
     ‖[4,5,6]‖ = √77: [4.41004009, 5.04004582, 5.67005155].  Non-finite vectors count as the
     largest and are replaced by 0 (see :func:`clipping`).
     """
@@ -392,7 +392,7 @@ def compose(*pre: Callable, aggregator: Callable, f: int | None = None) -> Calla
     This is ByzFL's ``RobustAggregator(agg, pre_agg_list)``: the pre-aggregations run in the given
     order, each mapping an (n, d) stack to an (m, d) stack, and the aggregator maps the last stack
     to one (d,) vector.  The standard recipe of ByzFL's benchmark is
-    ``compose(partial(clipping, c=2.0), nnm, aggregator=trimmed_mean, f=f)`` (note §3.1, §6.1).
+    ``compose(partial(clipping, c=2.0), nnm, aggregator=trimmed_mean, f=f)`` (LPD-EPFL/byzfl, its benchmark's defaults).
 
     ``f`` is forwarded the way ByzFL's benchmark does it: the same declared f goes to every stage
     that *requires* an argument named ``f`` (``nnm``, ``arc``, ``trimmed_mean``, ``krum``, ...),

@@ -1,6 +1,7 @@
 """Robust aggregation rules: an ``(n, d)`` stack of vectors in, one ``(d,)`` vector out.
 
-Reference versions of the rules of robust-collab.md §3.1, array-API only (NumPy, torch,
+Reference versions of the robust aggregation rules of the Byzantine-ML literature (each cited at its
+function; conventions of LPD-EPFL/byzfl by default), array-API only (NumPy, torch,
 array_api_strict, CuPy ...), float32 in -> float32 out, no writes into the inputs.
 
 =====================  ==========================================  ======================
@@ -25,7 +26,7 @@ SMEA                   ``smea(X, f, max_subsets=)``                n > 2f
 NNA (MoNNA mixing)     ``nna(X, pivot, f)``                        n > 2f
 =====================  ==========================================  ======================
 
-Defaults follow ByzFL (note §6.1); every other convention of the note is a named option.
+Defaults follow ByzFL (LPD-EPFL/byzfl); every other known convention is a named option.
 Distances come from :func:`pairwise_sq_distances`: one Gram product, exact for close vectors,
 non-finite vectors infinitely far.  Ties go to the lowest index.
 
@@ -95,7 +96,7 @@ _RULES: dict[str, Callable] = {
 
 
 def names() -> list[str]:
-    """Names accepted by :func:`get`, in the order of the note."""
+    """Names accepted by :func:`get`, in the order of the table above."""
     return list(_RULES)
 
 

@@ -1,15 +1,15 @@
 """Shared checks and small kernels of the aggregation rules (array API only).
 
-Conventions used by every rule (robust-collab.md §7):
+Conventions used by every rule:
 
 * ``X`` is an ``(n, d)`` stack of real floating vectors; results keep its dtype and device.
 * ``f`` is a Python ``int >= 0``; each rule states and checks its own ``n``-versus-``f``
   condition *before any work* and raises ``ValueError`` naming the rule, ``n``, ``f`` and the
   condition.
 * Ties are broken by the lowest index: selections use a *stable* ``argsort`` and take the first
-  ``k`` entries (§7.2).
+  ``k`` entries.
 * Coordinate-wise rules sort each coordinate; NaN has no place in an order, so NaN entries are
-  read as ``+inf`` before sorting (§7.4); +-inf sort naturally.
+  read as ``+inf`` before sorting; +-inf sort naturally.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def closest_to_median_mean(xp, X, k: int, even: str = "average"):
     """Per coordinate, the mean of the ``k`` values closest to the coordinate median.
 
     Distances ``|x - median|`` are ordered with a stable argsort along the rows, so among equally
-    close values the lower row index wins (robust-collab.md §8: Meamed(1) -> [2.5, 3.5, 4.5]).
+    close values the lower row index wins (ByzFL's ``Meamed`` docstring example: f = 1 -> [2.5, 3.5, 4.5]).
     """
     Xs = nan_to_posinf(xp, X)
     med = median_of_sorted(xp, xp.sort(Xs, axis=0), even)

@@ -1,4 +1,4 @@
-"""Average and the coordinate-wise rules: median, trimmed mean, meamed (robust-collab.md §3.1).
+"""Average and the coordinate-wise rules: median, trimmed mean, meamed.
 
 All act on each coordinate ``k`` separately, on the ``n`` values ``[x_1]_k .. [x_n]_k``:
 
@@ -58,7 +58,7 @@ def trimmed_mean(X: Any, f: int) -> Any:
     Needs ``n > 2f`` (ByzFL raises for ``2f >= n``); ``f = 0`` returns the plain mean, as ByzFL
     does.  (Flower's ``FedTrimmedAvg`` trims a *fraction* ``floor(beta n)`` per side instead; pass
     ``f = floor(beta * n)`` to reproduce it.)  (f, kappa)-robust with
-    ``kappa <= 6f/(n-2f) * (1 + f/(n-2f))`` (note §3.2).
+    ``kappa <= 6f/(n-2f) * (1 + f/(n-2f))`` (Allouah et al., "Fixing by Mixing", AISTATS 2023, PMLR 206).
     """
     f = check_f("trimmed_mean", f)
     xp, n, d = check_stack(X)

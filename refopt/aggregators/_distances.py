@@ -2,7 +2,7 @@
 
 Robust aggregation rules (Krum, MDA, NNM, NNA, ...) only look at the ``n x n`` matrix of squared
 Euclidean distances ``D[i, j] = ||x_i - x_j||^2``.  ``d`` is large (10^5 .. 10^7) and ``n``
-small (<= a few hundred), so the fast way is the *Gram form* (robust-collab.md §7.3)::
+small (<= a few hundred), so the fast way is the *Gram form*::
 
     D[i, j] = s_i + s_j - 2 <y_i, y_j>,   y_i = x_i - c,   s_i = ||y_i||^2,
 
@@ -26,7 +26,8 @@ close to each other).  This module therefore:
    recomputed and every entry is correct to about the output's own precision (float32) or to
    ``~1e-8`` relative (float64; pairs with heavy cancellation are exact there too);
 4. treats a vector with any NaN or +-inf entry as **infinitely far** from every other vector:
-   its row and column are ``+inf`` (the MoNNA-repo / AggregaThor convention, note §7.4), so a
+   its row and column are ``+inf`` (the convention of LPD-EPFL/robust-collaborative-learning and
+   LPD-EPFL/AggregaThor), so a
    distance-based rule never selects it; the diagonal is an exact ``0`` for every row.
 
 The result has the input's dtype and device.  ``method="exact"`` skips the Gram product and

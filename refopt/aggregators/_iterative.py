@@ -1,17 +1,18 @@
 """Iterative rules: geometric median (smoothed Weiszfeld) and centered clipping.
 
-Geometric median (robust-collab.md §3.1): ``argmin_y sum_i ||y - x_i||``, approximated by the
+Geometric median: ``argmin_y sum_i ||y - x_i||``, approximated by the
 *smoothed Weiszfeld* iteration of RFA (Pillutla et al.): with ``alpha_i = 1/n``,
 
     beta_i = alpha_i / max(||z - x_i||, nu),      z <- sum_i beta_i x_i / sum_i beta_i.
 
 ByzFL and the MoNNA repository run ``T = 3`` iterations from ``z_0 = 0`` with ``nu = 0.1``
-(these are the defaults here), which is *not* converged: the note's test vector
+(these are the defaults here), which is *not* converged: ByzFL's docstring example
 ``[3.78788764, 4.78788764, 5.78788764]`` for ``[[1,2,3],[4,5,6],[7,8,9]]`` is three steps from
 zero, not the median ``[4, 5, 6]``.  ``converged=True`` iterates until the step is at most
 ``tol * max(||z||, 1)`` (or ``max_iterations``); the limit is the minimiser of the smoothed
 objective (equal to the geometric median when no point is within ``nu`` of it).  Rows with a NaN
-or an infinity are dropped (ByzFL drops +-inf rows; here NaN rows too, note §7.4).
+or an infinity are dropped (ByzFL drops +-inf rows; here NaN rows too, as the MoNNA code's
+``rfa`` gives a NaN distance weight 0).
 
 Centered clipping (Karimireddy, He, Jaggi ICML 2021):
 

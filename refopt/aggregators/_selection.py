@@ -4,7 +4,7 @@ All of them read the pairwise squared distances of :func:`pairwise_sq_distances`
 product, exact for close vectors) or the distances to one vector.  A vector with a NaN or an
 infinity is infinitely far from everything, so it is never selected while enough finite vectors
 remain; ties are broken by the lowest index (stable sorts, first subset in lexicographic order).
-Conventions and sources: robust-collab.md §3.1, §7.
+Sources: each rule's paper and LPD-EPFL/byzfl, cited at each function.
 """
 
 from __future__ import annotations
@@ -228,7 +228,7 @@ def nna(X: Any, pivot: Any, f: int) -> Any:
     """Nearest-neighbour averaging, the mixing step of MoNNA (Farhadkhani et al. ICML 2023):
     the mean of the ``n - f`` rows of ``X`` nearest to ``pivot`` (a ``(d,)`` vector, typically the
     receiving node's own momentum).  Ties: lowest index.  Needs ``n > 2f`` (ByzFL ``MoNNA`` /
-    note §7.1).  ByzFL's ``MoNNA(f, idx)`` is ``nna(X, X[idx], f)``.
+    arXiv:2209.10931).  ByzFL's ``MoNNA(f, idx)`` is ``nna(X, X[idx], f)``.
 
     The MoNNA repository's code convention (a node receives ``n - f`` vectors and averages the
     ``n - 2f`` nearest) is ``nna(received, own, f)`` with ``received`` of ``n - f`` rows: the

@@ -1,4 +1,4 @@
-"""Spectral filters: CAF and SMEA (robust-collab.md §3.1; ByzFL ``CAF``, ``SMEA``).
+"""Spectral filters: CAF and SMEA (LPD-EPFL/byzfl ``CAF``, ``SMEA``).
 
 Both look at the top eigenvalue of an empirical covariance
 ``Sigma = (1/W) sum_i c_i (x_i - mu)(x_i - mu)^T`` (``mu`` the ``c``-weighted mean,
@@ -6,8 +6,8 @@ Both look at the top eigenvalue of an empirical covariance
 ``n x n`` matrix ``(1/W) C^{1/2} K C^{1/2}`` with ``K`` the Gram matrix of the centred rows,
 so both rules work on the float64 Gram matrix of :func:`centered_gram` and call an exact ``n x n``
 symmetric eigen-solver.  ByzFL instead runs *one* power iteration from a random start, so its
-result is random; the exact top eigenvalue is what the rules are defined with (and what the
-note's test vectors use, §8).
+result is random; the exact top eigenvalue is what the rules are defined with (and what
+refopt's tests use).
 
 * **SMEA** (Allouah et al. ICML 2023): the mean of the ``(n - f)``-subset whose covariance has
   the smallest top eigenvalue; exhaustive over ``C(n, f)`` subsets (guarded by ``max_subsets``);

@@ -7,7 +7,8 @@
 * :func:`simulate` -- D-SGD, MoNNA (both receive-set conventions) and the MoNNA paper's baselines
   (NNA, MoCWTM, BRIDGE, MoGM, GM, SCC) under attack, all nodes in one ``(nodes, d)`` array.
 
-Reference: ../shared/reference/robust-collab.md §1, §2, §5 (MoNNA, Farhadkhani et al., ICML 2023).
+Reference: MoNNA (Farhadkhani et al., ICML 2023, arXiv:2209.10931) and its code
+LPD-EPFL/robust-collaborative-learning.
 """
 
 from . import mixing, topology

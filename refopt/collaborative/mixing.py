@@ -9,7 +9,8 @@ No function loops over nodes: the work is a fixed number of array operations (a 
 matrix, a sort along the node axis, one matrix product), whatever h and n are; iterative rules
 (geometric median, clipping) loop over their few *iterations* only.
 
-Rules (robust-collab.md §1.2, §1.5, §2, §3.1; ``R_i`` = the rows node i received, r_i = |R_i|):
+Rules (the MoNNA paper, Farhadkhani et al., ICML 2023, arXiv:2209.10931, and its code
+LPD-EPFL/robust-collaborative-learning; ``R_i`` = the rows node i received, r_i = |R_i|):
 
 ``gossip(W, S)``
     linear D-SGD mixing θ_i = Σ_j W_ij S_j (W the (h, n) honest rows of the mixing matrix).

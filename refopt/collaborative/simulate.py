@@ -16,9 +16,9 @@ Nodes and indices
     (omniscient attacker; the same f vectors reach every receiver, as in the MoNNA repo).
     Ties in nearest-neighbour selection go to the lowest index, hence to honest rows first.
     ``f`` is the number of Byzantine vectors the robust rules *declare*; it defaults to
-    ``byzantine`` (declared = real, robust-collab.md §0).
+    ``byzantine`` (declared = real).
 
-One step t (robust-collab.md §1.2, §5), for every honest node i at once::
+One step t (MoNNA, Farhadkhani et al., ICML 2023, arXiv:2209.10931), for every honest node i at once::
 
     g_i   = ∇ℓ(θ_i; batch_i(t))                      (batches drawn with replacement from node i's data)
     m_i   = β m_i + (1 − β) g_i                       (EMA momentum, dampening = β; m_{-1} = 0)
@@ -26,7 +26,8 @@ One step t (robust-collab.md §1.2, §5), for every honest node i at once::
     B     = attack(x_H, f)                            ((byzantine, d), sent by nodes h..n−1)
     θ_i   = MIX_i([x_H; B])                           (the algorithm's mixing over what i received)
 
-Algorithms (the note's §1.5 table; β is the default ``momentum``):
+Algorithms (the MoNNA paper's experiments and LPD-EPFL/robust-collaborative-learning; β is the
+default ``momentum``):
 
 =========  ==============================================  =====
 name       mixing                                          β
@@ -98,7 +99,7 @@ from .topology import Topology, complete
 
 __all__ = ["simulate", "SimulationResult", "ALGORITHMS", "DEFAULT_MOMENTUM", "CONVENTIONS", "monna_lr"]
 
-#: algorithm -> (mixing kind, default momentum β) (robust-collab.md §1.5)
+#: algorithm -> (mixing kind, default momentum β) (the MoNNA paper's experiments, arXiv:2209.10931)
 ALGORITHMS: dict[str, tuple[str, float]] = {
     "dsgd": ("gossip", 0.99),
     "monna": ("nna", 0.99),

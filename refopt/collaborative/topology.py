@@ -5,7 +5,7 @@ host as a read-only NumPy array (graphs have at most a few hundred nodes; the si
 the mixing weights to the device once).  This module therefore imports NumPy directly, like the
 random draws of :func:`erdos_renyi` need it to.
 
-Graph conventions (robust-collab.md §2):
+Graph conventions:
 
 * undirected, no self-loops in ``adjacency``; a node always "hears" itself, so the mixing
   matrix has a positive diagonal;

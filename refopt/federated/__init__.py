@@ -1,6 +1,6 @@
 """Federated optimization on a simulated clock: FedAvg, FedAsync, FedBuff, FedFix.
 
-Reference: ``shared/reference/federated.md`` (Fraboni et al., JMLR 2023). Modules:
+Reference: Fraboni et al., JMLR 2023, arXiv:2206.10189, and the authors' code Accenture/Labs-Federated-Learning, branch asynchronous_FL. Modules:
 :mod:`.clock` (exact schedules), :mod:`.theory` (closed forms), :mod:`.rules` (server rules),
 :mod:`.simulate` (the simulator).
 """

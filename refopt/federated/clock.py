@@ -5,9 +5,8 @@ Host-side module: it may import NumPy (only to draw random client times) and use
 No model parameters are touched here; :mod:`refopt.federated.simulate` replays the
 schedule with array-API arithmetic.
 
-Reference: ``shared/reference/federated.md`` (Fraboni et al., JMLR 2023, and the authors'
-code ``Accenture/Labs-Federated-Learning@asynchronous_FL``), §1.3 (client times), §1.4 (event
-semantics), §1.9 (hazards), §7 (simulator notes).
+Reference: Fraboni et al., JMLR 2023, arXiv:2206.10189, and the authors' code
+``Accenture/Labs-Federated-Learning`` (branch ``asynchronous_FL``): client times and event semantics.
 
 Client times
 ------------
@@ -16,23 +15,25 @@ all clients start at ``t = 0`` from the initial model ``θ^0``; there is no comm
 :func:`client_times` builds the ``τ_i``:
 
 * ``"F-X"`` -- the paper's linear spread, "the fastest client is X % faster than the slowest"
-  (note §1.3)::
+  (Fraboni et al.'s experiments)::
 
       τ_i = 1 − i · (X/100) / (M − 1),     i = 0 .. M−1
 
   so client 0 is the slowest (``τ_0 = 1``) and client ``M−1`` the fastest (``1 − X/100``).
   ``"F-80"`` gives ``1, 41/45, …, 1/5`` *exactly* (the authors' float code gets
-  ``0.19999999999999996`` for the last one -- the origin of their FedFix bug, note §1.9).
+  ``0.19999999999999996`` for the last one -- with accumulated float times their FedFix windows then miss some of that client's
+  completions, so it takes part in about 79 % of the Δt = 0.2 windows instead of all; exact
+  rational times avoid it).
 * ``"exp"`` -- ``τ_i ~ Exp(1)`` (mean 1), one draw per client; ``"half_normal"`` --
-  ``τ_i = |N(0, 1)|`` (FLSim's per-user duration model, note §2). Drawn on the host with
+  ``τ_i = |N(0, 1)|`` (the per-user duration model of facebookresearch/FLSim). Drawn on the host with
   ``numpy.random.default_rng(seed)`` and converted exactly with ``Fraction(float)``.
 * a sequence of ``M`` positive finite numbers. ``int``/``Fraction``/``Decimal`` are exact;
   a ``float`` is read as the shortest decimal that prints as it (``0.2`` means ``1/5``,
   ``Fraction(repr(x))``), because that is what a person typing ``0.2`` means; strings such as
   ``"1/5"`` are accepted as well.
 
-Event semantics (note §1.4)
----------------------------
+Event semantics
+---------------
 Server step ``n`` (1-based) aggregates the updates of the clients in ``S_n`` into ``θ^{n-1}`` and
 produces ``θ^n``. A client in ``S_n`` started its work from ``θ^{ρ}`` (``ρ`` = ``started``); its
 delay (staleness) is ``n − 1 − ρ``. Simultaneous completions are ordered by client index.
@@ -43,9 +44,9 @@ delay (staleness) is ``n − 1 − ρ``. Simultaneous completions are ordered by
 ``"fedasync"``
     one step per client completion; the finisher immediately restarts from the new model; the
     others keep working on their stale model. Clients finishing at the same instant become
-    consecutive steps, lowest index first (note §1.9 hazard 4).
+    consecutive steps, lowest index first.
 ``"fedfix"`` (window ``Δt``)
-    step ``n`` at ``n · Δt`` -- *every* window is a server step, even an empty one (note §1.2);
+    step ``n`` at ``n · Δt`` -- *every* window is a server step, even an empty one;
     ``S_n`` = the clients whose completion time is ``≤ n Δt`` and that have not been aggregated
     yet. Finished clients idle until the window end, then restart from ``θ^n`` at ``n Δt``;
     unfinished clients keep computing on their stale model (no drop, no partial work).
@@ -53,7 +54,7 @@ delay (staleness) is ``n − 1 − ρ``. Simultaneous completions are ordered by
     a step happens at the time of the ``c``-th earliest pending completion; ``S_n`` = the ``c``
     clients with the earliest completion times (ties by index). Buffered clients wait until the
     buffer is full, then all ``c`` restart from ``θ^n`` at that time; others keep working.
-``"fedbuff"``, ``variant="nguyen"`` (Nguyen et al., note §1.4 last line and §2)
+``"fedbuff"``, ``variant="nguyen"`` (Nguyen et al., AISTATS 2022, arXiv:2106.06639)
     every finished client is handed the *current* model at once and restarts (constant
     concurrency ``M``); its update waits in the buffer; when the ``c``-th update arrives the server
     steps, and the client whose arrival filled the buffer restarts from the new model. A fast
@@ -151,7 +152,7 @@ def to_fraction(x, name: str = "value", *, positive: bool = True) -> Fraction:
 
 
 def client_times(model, clients: int, *, seed=None) -> tuple[Fraction, ...]:
-    """Exact time ``τ_i`` of one task of each of ``clients`` clients (note §1.3).
+    """Exact time ``τ_i`` of one task of each of ``clients`` clients (module docstring).
 
     ``model``: ``"F-X"`` (e.g. ``"F-80"``, ``0 ≤ X < 100``), ``"exp"``, ``"half_normal"``
     (seeded host draws), or a sequence of ``clients`` positive finite numbers.

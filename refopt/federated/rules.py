@@ -1,10 +1,11 @@
 r"""Federated server rules as pure functions: FedAvg, FedAsync, FedBuff and FedFix.
 
-Reference: ``shared/reference/federated.md`` §1.2 (the unified rule), §1.5 (weights), §1.7
-(FedFix), §2 (FedBuff), §3 (FedAsync), §4 (FedAvg and client sampling), §6 P11 and §7.
+References: Fraboni et al., JMLR 2023, arXiv:2206.10189 (the unified rule, the weights, FedFix); Nguyen et al.,
+AISTATS 2022, arXiv:2106.06639 (FedBuff); Xie, Koyejo & Gupta, arXiv:1903.03934 (FedAsync); McMahan et
+al., AISTATS 2017, arXiv:1602.05629, and Fraboni et al., arXiv:2107.12211 (FedAvg and client sampling).
 
-The one rule (Fraboni et al., JMLR 2023, note §1.2)
-----------------------------------------------------
+The one rule (Fraboni et al., JMLR 2023)
+----------------------------------------
 Every scheme of this module is a special case of
 
     θ^{n+1} = θ^n + η_g · Σ_{i ∈ S_n} ω_i(n) · Δ_i,        Δ_i = U_i(θ^{ρ_i(n)}) − θ^{ρ_i(n)}
@@ -18,7 +19,7 @@ with server momentum (``v ← β v + Σ ω Δ``, ``θ ← θ + η_g v``, i.e. ``
 momentum on the pseudo-gradient ``−Σ ω Δ``).
 
 The weights are ``ω_i(n) = d_i · (scheme factor)`` with a fixed per-client multiplier ``d_i``
-(:func:`client_multipliers`, note §1.5 table):
+(:func:`client_multipliers`):
 
 =========  =====================  ============================================  ==========================
 scheme     ``d_i`` identical      ``d_i`` unbiased (``q_i = d_i f_i = p_i``)    scheme factor
@@ -32,30 +33,30 @@ fedbuff    ``1/c``                ``p_i / f̂_i`` (measured frequencies)        
 ``f_i`` is the long-run fraction of server steps in which client i takes part. With the
 unbiased multipliers the expected weights are ``q_i = p_i`` and the scheme targets the
 federated objective ``Σ p_i L_i``; with identical ones it targets the surrogate
-``Σ q̃_i L_i``, ``q̃_i ∝ d_i f_i`` (note §1.2, §6 P4).
+``Σ q̃_i L_i``, ``q̃_i ∝ d_i f_i``.
 
-FedAsync (Xie et al., note §3): ``α_t = α · s(t − τ)`` is recomputed for every update from the
-base ``α`` (never multiplied into a stored α: the Plato pitfall of note §3). Two forms:
+FedAsync (Xie et al.): ``α_t = α · s(t − τ)`` is recomputed for every update from the
+base ``α`` (never multiplied into a stored α, a pitfall of TL-System/plato's implementation). Two forms:
 ``"mixing"`` ``θ ← (1 − α_t) θ + α_t x_new`` (the paper; it also pulls θ back toward the stale
 start) and ``"delta"`` ``θ ← θ + α_t (x_new − x_start)`` (the FedBuff-style delta, = the unified
 rule with ``ω = α_t``).
 
-Staleness functions (``τ ≥ 0`` server steps, note §3 and §2): ``"constant"`` ``s = 1``;
+Staleness functions (``τ ≥ 0`` server steps): ``"constant"`` ``s = 1``;
 ``"polynomial"`` ``s = (1 + τ)^{−a}`` (default ``a = 0.5``: FedBuff's ``1/√(1+τ)``);
 ``"hinge"`` ``s = 1`` if ``τ ≤ b`` else ``1 / (a (τ − b) + 1)`` (defaults ``a = 10, b = 4``, the
 FedAsync paper's setting; Plato uses ``a = 1, b = 10``).
 
-FedBuff normalisation (note §2, §6 P11): the buffer's ``c`` updates get
+FedBuff normalisation: the buffer's ``c`` updates get
 ``ω_k = d_k s(τ_k) · ν`` with ``ν = 1`` for ``"buffer"`` (Nguyen et al.'s ``Δ̄/K``, since the
 identical ``d = 1/c``), ``ν = c / Σ_k s(τ_k)`` for ``"weights"`` (FedScale's division by the sum
 of the staleness weights) and ``ν = c`` for ``"none"`` (FLSim's ``WEIGHTED_SUM``: the ``1/c`` is
 folded into the server learning rate). With ``s ≡ 1`` ``"buffer"`` and ``"weights"`` coincide.
 
-FedAvg client sampling (note §4.2, all unbiased, ``E ω_i = p_i``): ``"full"`` ``ω = p``;
+FedAvg client sampling (Fraboni et al., arXiv:2107.12211; all unbiased, ``E ω_i = p_i``): ``"full"`` ``ω = p``;
 ``"md"`` ``m`` draws from ``Cat(p)``, ``ω_i = (#draws of i)/m``; ``"uniform"`` ``m`` of ``M``
 without replacement, ``ω_i = (M/m) p_i 1[i ∈ S]``. ``normalise_selected=True`` instead
 renormalises ``p`` over the sampled set (McMahan et al.'s later listing, Flower, FedJAX): it
-sums to 1 but is biased for unequal ``p`` (note §4.1).
+sums to 1 but is biased for unequal ``p``.
 
 Host side: the weights, staleness factors and multipliers are host numbers (Python floats or
 float64 NumPy vectors; this module imports NumPy and :mod:`fractions` for them). The two
@@ -155,7 +156,7 @@ def _host_vector(fn: str, name: str, value: Any, length: int | None = None, *, p
 
 # --------------------------------------------------------------------------- staleness
 def staleness_factor(tau: int, kind: str = "constant", *, a: float | None = None, b: float | None = None) -> float:
-    """The staleness scaling ``s(τ)`` of note §3 (a Python float; see the module docstring).
+    """The staleness scaling ``s(τ)`` (a Python float; see the module docstring).
 
     ``tau``: delay in server steps (integer ``>= 0``); ``kind``: ``"constant"``,
     ``"polynomial"`` ``(1 + τ)^{−a}`` or ``"hinge"`` (``1`` up to ``b``, then ``1/(a(τ − b) + 1)``).
@@ -182,7 +183,7 @@ def fedasync_alpha(alpha: float, tau: int, staleness: str = "constant", *, a: fl
 # --------------------------------------------------------------------------- parameter updates
 def server_update(theta: Any, deltas: Any, weights: Any, *, lr_server: float = 1.0, momentum: float = 0.0,
                   velocity: Any = None) -> tuple[Any, Any]:
-    """The unified rule ``θ + η_g Σ_k ω_k Δ_k`` (note §1.2), optionally with server momentum.
+    """The unified rule ``θ + η_g Σ_k ω_k Δ_k``, optionally with server momentum.
 
     ``theta``: the current model, shape ``S`` (any array library); ``deltas``: ``(m, *S)``, one
     delta ``Δ_k = local_k − start_k`` per aggregated update (``m = 0`` is an empty FedFix
@@ -222,7 +223,7 @@ def server_update(theta: Any, deltas: Any, weights: Any, *, lr_server: float = 1
 
 
 def fedasync_update(theta: Any, local: Any, start: Any, alpha_t: float, *, form: str = "mixing") -> Any:
-    """One FedAsync server update with the mixing weight ``α_t`` (note §3).
+    """One FedAsync server update with the mixing weight ``α_t`` (Xie et al.).
 
     ``"mixing"``: ``(1 − α_t) θ + α_t · local``; ``"delta"``: ``θ + α_t (local − start)``.
     ``theta``, ``local``, ``start``: arrays of one shape and dtype (``start`` is only read by the
@@ -248,7 +249,7 @@ def fedasync_update(theta: Any, local: Any, start: Any, alpha_t: float, *, form:
 # --------------------------------------------------------------------------- host weights
 def fedavg_weights(p: Any, *, sampling: str = "full", m: int | None = None, rng: Any = None,
                    normalise_selected: bool = False) -> np.ndarray:
-    """FedAvg's aggregation weights ``ω`` (float64 host vector of length M; note §4).
+    """FedAvg's aggregation weights ``ω`` (float64 host vector of length M).
 
     ``p``: client importances (normalised here to sum to 1); ``sampling``: ``"full"``, ``"md"``
     or ``"uniform"`` (``m`` clients per round, drawn with ``rng``, a
@@ -287,7 +288,7 @@ def fedavg_weights(p: Any, *, sampling: str = "full", m: int | None = None, rng:
 
 def fedbuff_weights(multipliers: Any, taus: Sequence[int], *, staleness: str = "constant", a: float | None = None,
                     b: float | None = None, normalise: str = "buffer") -> np.ndarray:
-    """Weights ``ω_k = d_k s(τ_k) ν`` of the ``c`` updates in a full FedBuff buffer (note §2, P11).
+    """Weights ``ω_k = d_k s(τ_k) ν`` of the ``c`` updates in a full FedBuff buffer.
 
     ``multipliers``: ``d_k`` of each buffered update (identical: ``1/c``); ``taus``: their
     delays; ``normalise``: ``"buffer"`` (ν = 1, the paper's ``/K``), ``"weights"``
@@ -325,7 +326,7 @@ def _fractions(fn: str, name: str, values: Any) -> list[Fraction]:
 
 def client_multipliers(scheme: str, times: Sequence[Any], *, p: Any = None, weights: Any = "identical",
                        delta_t: Any = None, buffer: int | None = None, frequencies: Any = None) -> np.ndarray:
-    """The per-client multipliers ``d_i`` of the note's §1.5 table (float64 host vector, length M).
+    """The per-client multipliers ``d_i`` of the module docstring's table (float64 host vector, length M).
 
     ``scheme`` in :data:`SCHEMES`; ``times``: the clients' task times ``τ_i`` (Fractions are
     exact); ``p``: importances (default uniform ``1/M``; normalised); ``weights``:

@@ -19,9 +19,9 @@ How a run works
    in the order of its tasks.)
 3. The server applies the scheme's rule (:mod:`refopt.federated.rules`) with the weights
    ``ω_k`` and stores ``θ^n``. Only the global versions that a later step still starts from
-   are kept (the note's ring buffer, §7), so memory is ``O(τ_max · d)``, not ``O(N · d)``.
+   are kept, so memory is ``O(τ_max · d)``, not ``O(N · d)``.
 
-Local work (note §1.2): ``K`` steps of SGD from the start model, heavy-ball momentum ``μ`` as in
+Local work: ``K`` steps of SGD from the start model, heavy-ball momentum ``μ`` as in
 ``torch.optim.SGD`` (``b ← μ b + g``, first ``b = g``; ``θ ← θ − η_l b``), the buffer reset at
 every task (the authors re-create the optimizer). Mini-batches of ``batch_size`` examples are
 drawn without replacement from the client's data (a fresh batch per step); ``batch_size=None``
@@ -32,23 +32,23 @@ Server rules (``scheme``, ``weights``; multipliers ``d_i`` from
 :func:`refopt.federated.rules.client_multipliers`):
 
 ``fedavg``   ``ω = d`` of the sampled clients (``sampling="full"``: all; ``"md"``/``"uniform"``
-             with ``sample`` clients per round, note §4.2, ``d`` playing the role of ``p``); every
+             with ``sample`` clients per round, ``d`` playing the role of ``p``); every
              client waits for the slowest (rounds of ``max τ``); unsampled clients do no work.
 ``fedasync`` ``alpha=None`` (default): Fraboni's asynchronous FedAvg, ``ω_i = d_i``.
              ``alpha`` given: Xie et al.'s FedAsync with ``α_t = α s(τ)``: ``form="mixing"``
              ``θ ← (1 − α_t) θ + α_t x_new`` (needs identical weights and ``lr_server = 1``) or
              ``form="delta"`` ``ω_i = α_t d_i``.
 ``fedfix``   window ``delta_t``; ``ω_i = d_i``; empty windows are server steps that change nothing.
-``fedbuff``  buffer ``c``; ``ω_k = d_k s(τ_k) ν`` (``normalise``), the note's variant (buffered
+``fedbuff``  buffer ``c``; ``ω_k = d_k s(τ_k) ν`` (``normalise``), the authors' variant (buffered
              clients wait for the buffer to fill) or ``variant="nguyen"``; the unbiased
              multipliers ``p_i / f̂_i`` use the participation measured on the whole schedule (the
-             authors' look-ahead, note §1.9 hazard 3).
+             authors' look-ahead).
 
 Server learning rate ``lr_server`` (η_g) and momentum ``server_momentum`` apply to every
 scheme except the FedAsync mixing form.
 
 Problems: ``"quadratic"`` (:func:`refopt.problems.quadratic_clients` with ``θ_i* = i``, the
-note's §6 P4 instance) or any :class:`~refopt.problems.QuadraticClients`; ``"softmax"``
+instance of ``refopt reproduce fedfix``) or any :class:`~refopt.problems.QuadraticClients`; ``"softmax"``
 (softmax regression on ``load_dataset("digits")``, split over the clients with
 ``dirichlet_split(..., method="fraboni")`` and concentration ``split_alpha``) or any classifier
 of :mod:`refopt.problems` together with ``data=(X_train, y_train, X_test, y_test)``.

@@ -4,15 +4,16 @@ Host-side module: exact :class:`fractions.Fraction` arithmetic; NumPy is used on
 eigenvalues of the stability analysis (:func:`spectral_radius`). Optima given as arrays are
 combined with array-API arithmetic (:func:`fixed_point`).
 
-Reference: ``shared/reference/federated.md`` §1.5 (table), §1.6, §1.7 and §6 (P1–P4, P6, P7).
+Reference: Fraboni et al., JMLR 2023, arXiv:2206.10189 (the framework, the weights, the surrogate objective); the
+closed forms below follow from its definitions for deterministic task times.
 
-Framework (note §1.2). The server step is ``θ^{n+1} = θ^n + η_g Σ_i ω_i(n) Δ_i(θ^{ρ_i(n)})`` with
+Framework. The server step is ``θ^{n+1} = θ^n + η_g Σ_i ω_i(n) Δ_i(θ^{ρ_i(n)})`` with
 ``ω_i(n) = d_i · 1[i ∈ S_n]``. With ``f_i = P(i ∈ S_n)`` the long-run participation frequency,
 the expected weight is ``q_i = d_i f_i`` and the scheme optimises the surrogate
 ``L̃ = Σ_i q̃_i L_i``, ``q̃_i = q_i / Σ_j q_j``. The weights are
 
 * ``"identical"``: ``d_i = 1`` (FedAsync, FedFix), ``1/c`` (FedBuff), ``1/M`` (FedAvg);
-* ``"unbiased"``: ``d_i = p_i / f_i`` so that ``q_i = p_i`` (note §1.5, the code's ``*_weight``):
+* ``"unbiased"``: ``d_i = p_i / f_i`` so that ``q_i = p_i`` (the authors' code's ``*_weight`` schemes):
   FedAvg ``p_i``; FedAsync ``p_i τ_i Σ_j 1/τ_j``; FedFix ``p_i ⌈τ_i/Δt⌉``; FedBuff ``p_i / f̂_i``.
 
 Closed forms (deterministic task times ``τ_i``, all clients starting at ``t = 0``):
@@ -30,11 +31,11 @@ FedBuff (the authors' variant) has no closed form; its deterministic schedule is
 periodic (the state -- each client's remaining time and the age of its model -- takes finitely
 many values), so the stationary ``f_i``, delays and throughput are computed *exactly* from the
 detected cycle. ``horizon=`` instead measures them on the finite schedule ``[0, horizon]``,
-which is what the authors' code does for its ``FedBuff weight`` mode (note §1.9, hazard 3).
+which is what the authors' code does for its ``FedBuff weight`` mode (a look-ahead on its precomputed schedule).
 
-Example (note §1.5, M = 10, F-80): FedAsync slowest client ``f = 0.0470``, mean delay ``20.28``;
+Example (M = 10, F-80): FedAsync slowest client ``f = 0.0470``, mean delay ``20.28``;
 fastest ``0.2350`` and ``3.26``; ``Σ 1/τ_j = 21.28``. Quadratic fixed points ``Σ q̃_i θ_i*`` with
-``θ_i* = i`` and identical weights (§6 P4): FedAsync 5.9635, FedFix-0.5 5.3571, FedFix-0.8 5.1176,
+``θ_i* = i`` and identical weights: FedAsync 5.9635, FedFix-0.5 5.3571, FedFix-0.8 5.1176,
 FedFix-0.2 5.978, FedBuff-5 5.85; with unbiased weights always ``Σ p_i θ_i* = 4.5``.
 """
 
@@ -158,7 +159,7 @@ def _check_variant(variant):
 
 # --------------------------------------------------------------------------- closed forms
 def participation(scheme, times, *, delta_t=None, buffer=None, variant="fraboni", horizon=None):
-    """Long-run participation frequency ``f_i = P(i ∈ S_n)`` of each client (note §6 P1), exact."""
+    """Long-run participation frequency ``f_i = P(i ∈ S_n)`` of each client, exact."""
     _check_variant(variant)
     taus, dt, c = _prep(scheme, times, delta_t, buffer, variant)
     if scheme == "fedavg":
@@ -172,7 +173,7 @@ def participation(scheme, times, *, delta_t=None, buffer=None, variant="fraboni"
 
 
 def mean_delays(scheme, times, *, delta_t=None, buffer=None, variant="fraboni", horizon=None):
-    """Long-run mean delay (in server steps) of each client's updates (note §6 P2), exact."""
+    """Long-run mean delay (in server steps) of each client's updates, exact."""
     _check_variant(variant)
     taus, dt, c = _prep(scheme, times, delta_t, buffer, variant)
     if scheme == "fedavg":
@@ -205,7 +206,7 @@ def max_delays(scheme, times, *, delta_t=None, buffer=None, variant="fraboni", h
 
 
 def steps_per_time(scheme, times, *, delta_t=None, buffer=None, variant="fraboni", horizon=None):
-    """Server steps per unit of simulated time (note §6 P3): ``1/max τ``, ``Σ 1/τ_j``, ``1/Δt``."""
+    """Server steps per unit of simulated time : ``1/max τ``, ``Σ 1/τ_j``, ``1/Δt``."""
     _check_variant(variant)
     taus, dt, c = _prep(scheme, times, delta_t, buffer, variant)
     if scheme == "fedavg":
@@ -219,7 +220,7 @@ def steps_per_time(scheme, times, *, delta_t=None, buffer=None, variant="fraboni
 
 def multipliers(scheme, times, *, weights="identical", p=None, delta_t=None, buffer=None,
                 variant="fraboni", horizon=None):
-    """Per-client multipliers ``d_i`` (note §1.5 table), ``ω_i(n) = d_i 1[i ∈ S_n]``.
+    """Per-client multipliers ``d_i`` (module docstring), ``ω_i(n) = d_i 1[i ∈ S_n]``.
 
     ``weights="identical"``: 1 (FedAsync, FedFix), ``1/c`` (FedBuff), ``1/M`` (FedAvg).
     ``weights="unbiased"``: ``p_i / f_i`` (so ``E ω_i = p_i``); ``p`` defaults to uniform ``1/M``.
@@ -251,7 +252,7 @@ def expected_weights(scheme, times, *, weights="identical", p=None, delta_t=None
 
 def surrogate_weights(scheme, times, *, weights="identical", p=None, delta_t=None, buffer=None,
                       variant="fraboni", horizon=None):
-    """Normalised expected weights ``q̃_i = q_i / Σ_j q_j`` of the surrogate objective (note §1.2)."""
+    """Normalised expected weights ``q̃_i = q_i / Σ_j q_j`` of the surrogate objective."""
     q = expected_weights(scheme, times, weights=weights, p=p, delta_t=delta_t, buffer=buffer,
                          variant=variant, horizon=horizon)
     s = sum(q)
@@ -260,7 +261,7 @@ def surrogate_weights(scheme, times, *, weights="identical", p=None, delta_t=Non
 
 def fixed_point(scheme, times, optima, *, weights="identical", p=None, delta_t=None, buffer=None,
                 variant="fraboni", horizon=None):
-    """Quadratic fixed point ``θ̄ = Σ_i q̃_i θ_i*`` (note §6 P4; ``A_i = I``, any ``K``, ``η_l``).
+    """Quadratic fixed point ``θ̄ = Σ_i q̃_i θ_i*`` (``A_i = I``, any ``K``, ``η_l``).
 
     ``optima``: one optimum per client -- numbers (returns a Python float, computed exactly
     first), or an array of shape ``(M, ...)`` (returns an array in its namespace and dtype).
@@ -288,7 +289,7 @@ def fixed_point(scheme, times, optima, *, weights="identical", p=None, delta_t=N
 
 
 def async_exponential(rates):
-    """FedAsync with ``T_i ~ Exp(λ_i)`` per task (note §1.5): ``(f_i, mean delay_i, Λ)``.
+    """FedAsync with ``T_i ~ Exp(λ_i)`` per task: ``(f_i, mean delay_i, Λ)``.
 
     The per-step winner is i.i.d. ``Cat(λ/Λ)``: ``f_i = λ_i/Λ``; the delay is Geometric with
     success ``π_i = λ_i/Λ``, mean ``(Λ − λ_i)/λ_i``; ``Λ = Σ λ_j`` steps per unit time.
@@ -300,7 +301,7 @@ def async_exponential(rates):
     return tuple(v / L for v in lam), tuple((L - v) / v for v in lam), L
 
 
-# --------------------------------------------------------------------------- stability (note §6 P6)
+# --------------------------------------------------------------------------- stability
 def async_f0_threshold(clients: int) -> float:
     """F-0 FedAsync with unbiased weights (``d = 1``): ``x_{n+1} = x_n − a x_{n−(M−1)}`` is stable
     iff ``0 < a < 2 sin(π / (2(2M − 1)))`` (0.3473 / 0.1652 / 0.0805 for M = 5 / 10 / 20)."""
@@ -318,7 +319,7 @@ def _period_steps(scheme, times, weights, p, delta_t, buffer):
 
 
 def spectral_radius(scheme, times, a, *, weights="unbiased", p=None, delta_t=None, buffer=None) -> float:
-    """Spectral radius of the period map of the homogeneous scalar quadratic (note §6 P6).
+    """Spectral radius of the period map of the homogeneous scalar quadratic.
 
     Model: ``A_i = I``, all ``θ_i* = 0``; with ``a = η_g φ``, ``φ = 1 − (1 − η_l)^K``, a step is
     ``x_n = x_{n−1} − a Σ_{i∈S_n} d_i x_{ρ_i(n)}``. Over one period of the (eventually periodic)
@@ -346,12 +347,12 @@ def _radius(steps, D, a):
 
 def stability_threshold(scheme, times, *, weights="unbiased", p=None, delta_t=None, buffer=None,
                         a_max: float = 4.0, tol: float = 1e-4) -> float:
-    """Edge ``a*`` of the stable interval ``(0, a*)`` of the homogeneous quadratic (note §6 P6).
+    """Edge ``a*`` of the stable interval ``(0, a*)`` of the homogeneous quadratic.
 
     FedAvg: ``2 / Σ_i d_i`` (``= 2`` for unbiased weights). Otherwise: scan the spectral radius
     of the period map (:func:`spectral_radius`) on a grid of ``a`` up to ``a_max``, then bisect
     the first crossing to ``tol``. The stable set of a heterogeneous periodic schedule need not
-    be an interval (note §6 P6): this is the edge of the piece that starts at ``a = 0+``.
+    be an interval: this is the edge of the piece that starts at ``a = 0+``.
     Returns ``inf`` if every grid point up to ``a_max`` is stable.
     """
     d = multipliers(scheme, times, weights=weights, p=p, delta_t=delta_t, buffer=buffer)
