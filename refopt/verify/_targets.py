@@ -576,6 +576,8 @@ def _load_callable(text: str) -> Callable:
         else:
             if os.getcwd() not in sys.path and "" not in sys.path:
                 sys.path.insert(0, os.getcwd())
+            if module_name.split(".")[0] == "keras":
+                _keras_backend()
             module = importlib.import_module(module_name)
     except VerifyError:
         raise
