@@ -18,6 +18,8 @@ of the MoNNA code).  ``f = 0`` gives a ``(0, d)`` array.  Notation: μ = honest 
 ``gaussian``               N(mean, std²)^d, seeded
 ``optimal_byzfl``          ByzFL's one-sided line search of the IPM/ALIE factor against the defender
 ``optimal_monna``          MoNNA's two-sided line search of the ALIE/FOE factor against the defender
+                           (``attack="foe"``: the line-searched FOE, ``refopt collab --attack optimal_foe``;
+                           the name ``foe`` alone always means the fixed −ε·μ above)
 ``dissensus``              gossip: per receiving node, ``(h, d)`` (see its docstring)
 ``label_flipping``         data level: labels y -> K − 1 − y
 =========================  ==============================================================

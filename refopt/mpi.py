@@ -427,14 +427,14 @@ def available_memory() -> int | None:
         return None
 
 
-def check_memory(needed: float, what: str, where: str) -> None:
+def check_memory(needed: float, what: str, where: str = "") -> None:
     """Refuse (ValueError) a computation whose estimated host memory ``needed`` (bytes, for this
     process) exceeds :func:`available_memory` (a check that an allocation is possible at all, made
     before the work starts; it does not reserve anything)."""
     have = available_memory()
     if have is not None and needed > have:
         raise ValueError(
-            f"{where}: {what} needs about {needed / 2**30:.3g} GiB of memory, more than the "
+            f"{where + ': ' if where else ''}{what} needs about {needed / 2**30:.3g} GiB of memory, more than the "
             f"{have / 2**30:.3g} GiB available"
         )
 

@@ -358,3 +358,51 @@ def test_main_keeps_tracebacks_for_bugs(monkeypatch, exc):
     monkeypatch.setattr(cli_fed, "run", fail)
     with pytest.raises(type(exc)):
         main(["fed"])
+
+
+# ---------------------------------------------------------------------------------------
+# under mpiexec: divergence is reported the same way, no traceback, no MPI_Abort
+# ---------------------------------------------------------------------------------------
+
+
+def _mpiexec():
+    import importlib.util
+    import shutil
+    import subprocess
+
+    if importlib.util.find_spec("mpi4py") is None or shutil.which("mpiexec") is None:
+        return None
+    exe = shutil.which("mpiexec")
+    try:
+        version = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    extra = []
+    if "Open MPI" in version or "OpenRTE" in version:
+        import os
+
+        extra = ["--oversubscribe"] + (["--allow-run-as-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])
+    return [exe] + extra
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(_mpiexec() is None, reason="mpi4py or mpiexec missing: pip install 'refopt[mpi]'")
+@pytest.mark.parametrize("argv,key", [
+    (["collab", "--steps", "5", "--lr", "1e300", "--json", *SMALL], "diverged_at"),
+    (["fed", "--lr-local", "10", "--horizon", "50", "--json"], "diverged_at"),
+])
+def test_divergence_under_mpiexec_is_one_valid_json(argv, key):
+    # before: collab died with a traceback on every rank and MPI_Abort
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "PMIX_", "OMPI_", "MPI_LOCAL"))}
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(root))
+    proc = subprocess.run(_mpiexec() + ["-n", "2", sys.executable, "-m", "refopt", *argv], capture_output=True,
+                          text=True, timeout=120, env=env, cwd=root)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stdout.count("\n") == 1  # rank 0 only
+    assert strict_json(proc.stdout)[key] is not None

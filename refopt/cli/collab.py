@@ -115,6 +115,10 @@ def build(args):
         raise ValueError(f"--nodes must be at least 2; got {args.nodes}")
     if args.steps < 1:
         raise ValueError(f"--steps must be a positive integer; got {args.steps}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be a positive integer; got {args.batch_size}")
+    # the communication graph (an n x n adjacency and its float64 mixing weights) is built first
+    _mpi.check_memory(9.0 * args.nodes * args.nodes, f"--nodes {args.nodes} (the communication graph)")
     data = problems.load_dataset(args.dataset)
     features = data[0].shape[1]
     classes = int(max(data[1].max(), data[3].max())) + 1
