@@ -124,6 +124,16 @@ def test_collab_cli_huge_lr_reports_divergence_as_json(capsys):
     assert code == 0 and "diverged at step 1" in out, err
 
 
+def test_collab_to_dict_writes_nonfinite_numbers_as_strings():
+    data, split = _data()
+    r = C.simulate("dsgd", Quadratic(), data, nodes=6, steps=2, lr=0.1, batch_size=3, split=split)
+    r.seconds = 0.0
+    r.test_loss = np.array([math.nan, -math.inf])
+    d = r.to_dict()
+    assert d["steps_per_second"] == "inf" and d["final_test_loss"] == "-inf" and d["test_loss"] == ["nan", "-inf"]
+    json.dumps(d, allow_nan=False)
+
+
 def test_lr_schedule_values_are_checked_naming_the_step():
     data, split = _data()
     kw = dict(nodes=6, steps=8, batch_size=3, split=split)

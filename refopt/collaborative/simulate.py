@@ -175,7 +175,7 @@ class SimulationResult:
             "final_drift": _number(self.drift[-1]) if self.drift.size else None,
             "diverged_at": self.diverged_at,
             "diverged_quantity": self.diverged_quantity,
-            "steps_per_second": self.steps_per_second,
+            "steps_per_second": _number(self.steps_per_second),
             "eval_steps": [int(s) for s in self.eval_steps],
             "accuracy": clean(self.accuracy),
             "accuracy_min": clean(self.accuracy_min),
