@@ -54,12 +54,33 @@ LN_EPS = 1e-5
 
 
 def _gelu(xp, a):
-    t = xp.tanh(_GELU_C * (a + _GELU_K * (a * a * a)))
-    return 0.5 * a * (1.0 + t), t
+    # in-place updates of fresh temporaries only (never of an input): fewer passes over memory
+    z = a * a
+    z *= _GELU_K
+    z += 1.0
+    z *= a
+    z *= _GELU_C
+    t = xp.tanh(z)
+    u = t + 1.0
+    u *= a
+    u *= 0.5
+    return u, t
 
 
 def _gelu_prime(a, t):
-    return 0.5 * (1.0 + t) + (0.5 * _GELU_C) * a * (1.0 - t * t) * (1.0 + (3.0 * _GELU_K) * (a * a))
+    """gelu'(a) = ½ (1 + t) + ½ c a (1 − t²)(1 + 3k a²), with t = tanh(c (a + k a³)) from the forward pass."""
+    w = a * a
+    w *= 3.0 * _GELU_K
+    w += 1.0
+    w *= a
+    w *= 0.5 * _GELU_C
+    s = t * t
+    s -= 1.0
+    w *= s                                  # −½ c a (1 − t²)(1 + 3k a²)
+    s = t + 1.0
+    s *= 0.5
+    s -= w
+    return s
 
 
 def _ln(xp, x, g, b):
@@ -80,7 +101,9 @@ def _ln_back(xp, dy, g, cache):
 
 
 def _lin(xp, x, W, b):
-    return x @ xp.matrix_transpose(W) + b[..., None, :]
+    y = x @ xp.matrix_transpose(W)
+    y += b[..., None, :]
+    return y
 
 
 def _lin_back(xp, dy, x, W):
@@ -242,10 +265,11 @@ class Transformer(Problem):
                                   (*range(len(lead)), len(lead) + 2, len(lead), len(lead) + 3,
                                    len(lead) + 1, len(lead) + 4))               # (..., 3, B, H, T, d)
             q, k, v = qkv[..., 0, :, :, :, :], qkv[..., 1, :, :, :, :], qkv[..., 2, :, :, :, :]
-            S = (q @ xp.matrix_transpose(k)) * scale                            # (..., B, H, T, T)
-            S = xp.where(causal, S, neg_inf)
-            e = xp.exp(S - xp.max(S, axis=-1, keepdims=True))
-            A = e / xp.sum(e, axis=-1, keepdims=True)
+            q = q * scale                                                       # q/√d: the scores' scale
+            S = xp.where(causal, q @ xp.matrix_transpose(k), neg_inf)           # (..., B, H, T, T)
+            S -= xp.max(S, axis=-1, keepdims=True)
+            A = xp.exp(S)
+            A /= xp.sum(A, axis=-1, keepdims=True)
             o = A @ v                                                           # (..., B, H, T, d)
             nl = len(lead)
             o = xp.reshape(xp.permute_dims(o, (*range(nl), nl, nl + 2, nl + 1, nl + 3)), (*lead, N, D))
@@ -285,9 +309,13 @@ class Transformer(Problem):
             do = xp.permute_dims(xp.reshape(do, (*lead, B, T, H, d)), (*range(nl), nl, nl + 2, nl + 1, nl + 3))
             dA = do @ xp.matrix_transpose(v)
             dv = xp.matrix_transpose(A) @ do
-            dS = A * (dA - xp.sum(dA * A, axis=-1, keepdims=True))
-            dq = (dS @ k) * scale
-            dk = (xp.matrix_transpose(dS) @ q) * scale
+            dS = dA * A
+            dA -= xp.sum(dS, axis=-1, keepdims=True)
+            dA *= A                                                             # ∂S = A ⊙ (∂A − rowsum(∂A ⊙ A))
+            dS = dA
+            dq = dS @ k
+            dq *= scale
+            dk = xp.matrix_transpose(dS) @ q                                    # q is stored as q/√d
             dqkv = xp.stack([dq, dk, dv], axis=nl)                              # (..., 3, B, H, T, d)
             dqkv = xp.reshape(xp.permute_dims(dqkv, (*range(nl), nl + 1, nl + 3, nl, nl + 2, nl + 4)),
                               (*lead, N, 3 * D))
