@@ -357,3 +357,46 @@ def test_bad_input_names_the_argument():
         c.loss_grad(c.init(0), Xc, yc + 10)
     with pytest.raises(ValueError, match="size must be an integer >= 1"):
         c.example_batch(0)
+
+
+# -- train -----------------------------------------------------------------------------------
+
+
+def test_train_transformer_with_adam_lowers_the_loss_and_is_seeded():
+    import refopt as ro
+
+    t = P.get("transformer")
+    res = P.train(t, ro.rules.adam(lr=1e-2), steps=30, batch_size=8, seed=1)
+    assert res.diverged_at is None and not res.diverged and res.steps_run == 30
+    assert res.losses.shape == (30,) and res.losses.dtype == np.float64
+    assert res.losses[-5:].mean() < res.losses[:5].mean() - 0.3
+    again = P.train(t, ro.rules.adam(lr=1e-2), steps=3, batch_size=8, seed=1)
+    np.testing.assert_array_equal(again.losses, res.losses[:3])
+
+
+def test_train_on_a_data_pool_and_another_backend(backend):
+    import refopt as ro
+
+    c = P.cnn((4, 4))
+    X, y = P.load_dataset("digits")[:2]
+    theta0 = backend.asarray(c.init(0), np.float32)
+    res = P.train(c, ro.rules.adam(lr=1e-2), steps=6, batch_size=16, seed=0, theta0=theta0, data=(X, y))
+    assert res.steps_run == 6 and res.theta.dtype == theta0.dtype
+    assert res.losses[-1] < res.losses[0]
+    np.testing.assert_array_equal(backend.to_numpy(theta0), c.init(0).astype(np.float32))
+
+
+def test_train_stops_at_the_first_non_finite_loss():
+    import refopt as ro
+
+    q = P.quadratic_clients(range(4))
+    with np.errstate(over="ignore", invalid="ignore"):
+        res = P.train(q, ro.rules.sgd(lr=1e10), steps=100, theta0=np.zeros((4, 1)))
+    assert res.diverged and res.steps_run == res.diverged_at + 1 < 100
+    assert np.isfinite(res.losses[:-1]).all() and not np.isfinite(res.losses[-1]).all()
+    with pytest.raises(ValueError, match="steps must be an integer >= 0"):
+        P.train(q, ro.rules.sgd(lr=0.1), steps=-1)
+    with pytest.raises(ValueError, match=r"theta0 must have shape \(\.\.\., 1\)"):
+        P.train(q, ro.rules.sgd(lr=0.1), steps=1, theta0=np.zeros((4, 2)))
+    with pytest.raises(TypeError, match="rule must be a refopt rule"):
+        P.train(q, "sgd", steps=1)

@@ -11,6 +11,8 @@ Models (array API, many parameter vectors at once; shapes in :mod:`refopt.proble
     X, y = t.example_batch(16, seed=0)         # token windows of the seeded character corpus (char_corpus)
     c = refopt.problems.get("cnn")             # 2 conv + ReLU + max-pool layers and a dense head: 1 898
     Hv = p.hvp(theta, v, X, y)                 # Hessian-vector product (exact or float64 central difference)
+    res = refopt.problems.train(t, refopt.rules.adam(lr=1e-2), steps=100, batch_size=16, seed=0)
+    res.losses, res.diverged_at                # per-step mini-batch losses; first non-finite step or None
 
     q = refopt.problems.quadratic_clients(range(10))            # θ_i* = i, A_i = 1 (federated.md §6)
     q.loss_grad(theta)                     # theta (..., M, d) -> loss (..., M), grad (..., M, d)
@@ -35,6 +37,7 @@ from ._data import DATASETS, dataset_info, dataset_names, digits_images, gaussia
 from ._models import MLP, SoftmaxRegression, mlp, softmax_regression
 from ._quadratic import QuadraticClients, quadratic_clients, random_quadratic_clients
 from ._split import SPLIT_METHODS, class_proportions, dirichlet_split
+from ._train import TrainResult, train
 from ._transformer import Transformer, transformer
 
 __all__ = [
@@ -67,6 +70,8 @@ __all__ = [
     "SPLIT_METHODS",
     "names",
     "get",
+    "train",
+    "TrainResult",
 ]
 
 _BUILDERS = {

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-__all__ = ["linear_layers_init", "zeros", "normal_init", "gaussian_batch", "windows", "rows_batch"]
+__all__ = ["linear_layers_init", "zeros", "normal_init", "gaussian_batch", "windows", "rows_batch", "batch_pool", "losses_array", "all_finite"]
 
 
 def zeros(dim: int) -> np.ndarray:
@@ -71,3 +71,35 @@ def rows_batch(X: np.ndarray, y: np.ndarray, size: int, seed: int):
     rng = np.random.default_rng(seed)
     idx = rng.choice(X.shape[0], size=size, replace=size > X.shape[0])
     return np.array(X[idx], dtype=np.float64), np.array(y[idx], dtype=np.int64)
+
+
+def batch_pool(X, y, seed: int):
+    """A draw ``(batch_size) -> (X_b, y_b, integer_x)`` of rows of the host data ``(X, y)``, without
+    replacement within a batch, all draws from one ``default_rng(seed)`` stream."""
+    from .. import _array
+
+    X = _array.to_numpy(X) if _array.is_array(X) else np.asarray(X)
+    y = _array.to_numpy(y) if _array.is_array(y) else np.asarray(y)
+    if X.ndim < 1 or y.ndim < 1 or X.shape[0] != y.shape[0] or X.shape[0] < 1:
+        raise ValueError(f"train: data X and y must hold the same number (>= 1) of examples along axis 0; got shapes "
+                         f"{X.shape} and {y.shape}")
+    rng = np.random.default_rng(seed)
+    integer_x = X.dtype.kind in "iu"
+
+    def draw(size: int):
+        idx = rng.choice(X.shape[0], size=size, replace=size > X.shape[0])
+        Xb = np.array(X[idx], dtype=np.int64 if integer_x else np.float64)
+        return Xb, np.array(y[idx], dtype=np.int64), integer_x
+
+    return draw
+
+
+def losses_array(losses: list) -> np.ndarray:
+    """The recorded per-step losses as one float64 array ``(steps, ...)``."""
+    if not losses:
+        return np.zeros((0,), dtype=np.float64)
+    return np.stack([np.asarray(v, dtype=np.float64) for v in losses])
+
+
+def all_finite(values) -> bool:
+    return bool(np.isfinite(values).all())
