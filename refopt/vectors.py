@@ -150,7 +150,10 @@ _COMPANIONS: dict[str, dict[str, Any]] = {
     "fixed_decay": {"weight_decay": 0.1, "weight_decouple": True},
     "decay_placement": {"weight_decay": 0.1},
     "amsgrad_max": {"amsgrad": True},
-    "amsgrad_eps": {"amsgrad": True},
+    # ε = 1e-8 (adabelief-pytorch 0.0.5's default; the adam family's anyway), so that where ε
+    # enters the running maximum shows: adding it to s_max every step (adabelief-pytorch < 0.2.0)
+    "amsgrad": {"eps": 1e-8},
+    "amsgrad_eps": {"amsgrad": True, "eps": 1e-8},
     "degenerated_to_sgd": {"rectify": True},
     "sgd_phase": {"rectify": True},
     "rectified_denom": {"rectify": True, "amsgrad": True},
@@ -509,7 +512,8 @@ def _configs(name: str) -> list[dict]:
             values = []
         for value in values:
             hyper = {h.name: value}
-            extra = {k: v for k, v in _COMPANIONS.get(h.name, {}).items() if k in declared and k != h.name}
+            extra = {k: v for k, v in _COMPANIONS.get(h.name, {}).items()
+                     if k in declared and k != h.name and declared[k].default != v}
             if h.name == "threshold" and "rectify" in declared:
                 extra["rectify"] = True
             try:
