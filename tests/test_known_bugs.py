@@ -321,3 +321,24 @@ def test_a_current_release_is_never_named_as_buggy(name):
     # (0.3.0) keeps adabelief-pytorch 0.0.5's amsgrad drift (its preset reproduces it)
     still_open = {"torch_optimizer.AdaBelief": {"adabelief-amsgrad-eps-drift"}}.get(name, set())
     assert {b["id"] for b in impl["known_bugs"] if b["kind"] in ("bug", "regression")} == still_open
+
+
+# ---------------------------------------------------------------------------------------
+# refopt explain RULE --bugs
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", ["diffgrad", "adabelief", "adam"])
+def test_explain_bugs_lists_the_rules_entries(rule, capsys):
+    from refopt.cli import main
+
+    assert main(["explain", rule, "--bugs"]) == 0
+    text = capsys.readouterr().out
+    entries = _bugs.for_rule(rule)
+    for b in entries:
+        assert f"{b.id}  [{b.kind}]  {b.implementation}" in text
+        assert all(f"source: {src[:40]}" in text.replace("\n    ", " ") for src in b.sources)
+    if not entries:
+        assert "no known bugs" in text
+    assert main(["explain", rule, "--bugs", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [b.as_dict() for b in entries]

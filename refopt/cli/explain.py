@@ -55,6 +55,10 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="dtype of the example (default float64)")
     p.add_argument("--digits", type=int, default=8, help="significant digits printed (default 8; 17 round-trips float64)")
     p.add_argument("--options", action="store_true", help="also document every hyper-parameter: default, valid range, meaning")
+    p.add_argument("--bugs", action="store_true",
+                   help="print only the known bugs and regressions of real implementations of this rule (the catalogue "
+                   "specs/known_bugs.toml that refopt verify uses to name them): releases, what each computes instead, "
+                   "sources, and how refopt reproduces it; with --json, as a list of objects")
     p.add_argument("--json", action="store_true",
                    help="print the equations and the step table as JSON instead (every number exact: a float32 value "
                    "as the double it equals; NaN and infinities as the strings \"nan\", \"inf\", \"-inf\"; a quantity "
@@ -206,6 +210,37 @@ def symbols(rule, box: str) -> str:
     return "\n".join(f"{k}{' ' * (width - columns(k))}  {v}" for k, v in table.items())
 
 
+def print_bugs(rule: str, as_json: bool) -> None:
+    """The catalogue entries of one rule, for people or as JSON."""
+    from ..verify import _bugs
+
+    entries = _bugs.for_rule(rule)
+    if as_json:
+        print(json.dumps([b.as_dict() for b in entries], ensure_ascii=False, indent=1))
+        return
+    if not entries:
+        print(f"{rule}: no known bugs of real implementations are catalogued (specs/known_bugs.toml)")
+        return
+    print(f"{rule}: known bugs and regressions of real implementations (specs/known_bugs.toml; refopt verify "
+          f"names them when a target follows one)")
+    for b in entries:
+        print()
+        print(f"{b.id}  [{b.kind}]  {b.implementation}")
+        for label, text in (("summary", b.summary), ("computes", b.computes), ("versions", b.versions)):
+            print(textwrap.fill(f"{label}: {text}", 100, initial_indent="  ", subsequent_indent="    "))
+        for r in b.releases:
+            fixed = f", fixed in {r.fixed_in}" if r.fixed_in else ""
+            print(f"  release: {r.package} {_bugs.describe_range(r.affected)}{fixed}")
+        emu = b.emulation
+        how = (f"refopt {rule} with " + ", ".join(f"{k}={v!r}" for k, v in emu["options"].items()) if "options" in emu
+               else f"emulated by refopt.verify ({emu['function']})" if "function" in emu
+               else f"detected while verify runs the target ({emu['detect']})" if "detect" in emu
+               else f"not reproduced: {emu['none']}")
+        print(textwrap.fill(f"in refopt: {how}", 100, initial_indent="  ", subsequent_indent="    "))
+        for src in b.sources:
+            print(textwrap.fill(f"source: {src}", 100, initial_indent="  ", subsequent_indent="    "))
+
+
 def run(args) -> int:
     if args.steps < 1 or args.steps > 1000:
         raise ValueError(f"--steps must be between 1 and 1000; got {args.steps}")
@@ -214,6 +249,9 @@ def run(args) -> int:
     cls = rules.rule_class(args.rule)
     rule = cls(**parse_hyper(args.hyper))
     dtype = np.dtype(args.dtype)
+    if args.bugs:
+        print_bugs(rule.name, args.json)
+        return 0
     if args.json:
         table = step_table(rule, args.steps, dtype)
         print(json.dumps(table_json(rule, table, dtype, equations(rule)), ensure_ascii=False, indent=1))
