@@ -105,8 +105,10 @@ class Problem:
     def hvp(self, theta: Any, v: Any, X: Any = None, y: Any = None) -> Any:
         """The Hessian-vector product ``∇²L(θ) v`` ``(..., dim)`` (theta's dtype), one v per theta row.
 
-        Problems with a closed form override :meth:`_hvp` (softmax regression, quadratic clients).
-        The default is a central difference of float64 gradients along v::
+        Softmax regression, the MLP, the CNN and the quadratic clients override :meth:`_hvp`
+        with the exact product (the R-operator: the derivative along v of the forward and
+        backward passes). The default, which the transformer uses, is a central difference of
+        float64 gradients along v::
 
             Hv ≈ (∇L(θ + h v) − ∇L(θ − h v)) / (2h),   h = 2⁻¹⁷ · max(1, ‖θ‖_∞) / ‖v‖_∞
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from .. import _array
 from ._base import check_int, cross_entropy
-from ._models import _Classifier
+from ._models import _Classifier, _softmax, _softmax_jvp
 
 __all__ = ["CNN", "cnn"]
 
@@ -104,6 +104,17 @@ def _pool(xp, r):
             taken = hit
         masks.append(hit)
     return m, masks
+
+
+def _pool_select(xp, r, masks):
+    """The entries of ``r (..., H, W, C)`` at the pooling masks' positions: ``(..., H/2, W/2, C)``."""
+    *lead, H, W, C = r.shape
+    r6 = xp.reshape(r, (*lead, H // 2, 2, W // 2, 2, C))
+    out = None
+    for mk, (i, j) in zip(masks, [(0, 0), (0, 1), (1, 0), (1, 1)]):
+        piece = xp.where(mk, r6[..., :, i, :, j, :], xp.zeros_like(r6[..., :, i, :, j, :]))
+        out = piece if out is None else out + piece
+    return out
 
 
 def _pool_back(xp, dm, masks):
@@ -194,6 +205,63 @@ class CNN(_Classifier):
         grad = xp.concat([xp.reshape(xp.broadcast_to(g, (*lead, *g.shape[nl:])) if tuple(g.shape[:nl]) != lead
                                      else g, (*lead, n)) for g, n in zip(pieces, self._sizes)], axis=-1)
         return self._add_penalty(xp, theta, loss, grad)
+
+    def _hvp(self, xp, theta, v, X, y):
+        """Exact where the ReLU and max-pooling pattern is locally constant (everywhere but on a set
+        of measure zero): Pearlmutter's R-operator. Ṙ denotes the derivative along v = (V1, vb1,
+        V2, vb2, V3, vb3); ReLU and pooling pass Ṙ through their fixed masks::
+
+            ȧ1 = P1 V1ᵀ + vb1,  ṁ1 = pool(relu'(a1) ȧ1),  Ṗ2 = patches(ṁ1)
+            ȧ2 = Ṗ2 W2ᵀ + P2 V2ᵀ + vb2,  ṁ2 = pool(relu'(a2) ȧ2) → ḟ (flattened)
+            ż = ḟ W3ᵀ + f V3ᵀ + vb3,  Ġ = p ⊙ (ż − Σ p ż) / b
+            then the backward pass of the gradient differentiated term by term, e.g.
+            (∂W2)˙ = (∂a2)˙ᵀ P2 + ∂a2ᵀ Ṗ2,  (∂P2)˙ = (∂a2)˙ W2 + ∂a2 V2,  (∂W3)˙ = Ġᵀ f + Gᵀ ḟ.
+        """
+        _, Y = self._check(theta, X, y)
+        logits, (P1, a1, k1, P2, a2, k2, flat, W2, W3) = self._forward(xp, theta, X)
+        V1, vb1, V2, vb2, V3, vb3 = self.unflatten(v)
+        _, G = cross_entropy(xp, logits, Y)
+        b = G.shape[-2]
+        lead = tuple(G.shape[:-2])
+        nl = len(lead)
+        c1, c2 = self.c1, self.c2
+        zero = 0.0
+        # forward derivatives
+        Ra1 = P1 @ xp.matrix_transpose(V1)[..., None, :, :] + vb1[..., None, None, :]
+        Ra1 = xp.reshape(Ra1, (*lead, b, 8, 8, c1))
+        Rm1 = _pool_select(xp, xp.where(a1 > zero, Ra1, xp.zeros_like(Ra1)), k1)
+        RP2 = _patches(xp, Rm1)
+        Ra2 = RP2 @ xp.matrix_transpose(W2)[..., None, :, :] + P2 @ xp.matrix_transpose(V2)[..., None, :, :] \
+            + vb2[..., None, None, :]
+        Ra2 = xp.reshape(Ra2, (*lead, b, 4, 4, c2))
+        Rm2 = _pool_select(xp, xp.where(a2 > zero, Ra2, xp.zeros_like(Ra2)), k2)
+        Rflat = xp.reshape(xp.permute_dims(Rm2, (*range(nl + 1), nl + 3, nl + 1, nl + 2)), (*lead, b, 4 * c2))
+        Rz = Rflat @ xp.matrix_transpose(W3) + flat @ xp.matrix_transpose(V3) + vb3[..., None, :]
+        RG = _softmax_jvp(xp, _softmax(xp, logits), Rz, b)
+        # backward pass and its derivative
+        hW3 = xp.matrix_transpose(RG) @ flat + xp.matrix_transpose(G) @ Rflat
+        hb3 = xp.sum(RG, axis=-2)
+
+        def to_map(dflat):
+            dm2 = xp.permute_dims(xp.reshape(dflat, (*lead, b, c2, 2, 2)), (*range(nl + 1), nl + 2, nl + 3, nl + 1))
+            return xp.reshape(_relu_back(xp, a2, _pool_back(xp, dm2, k2)), (*lead, b * 16, c2))
+
+        da2 = to_map(G @ W3)
+        Rda2 = to_map(RG @ W3 + G @ V3)
+        P2f = xp.reshape(P2, (*lead, b * 16, c1 * 9))
+        RP2f = xp.reshape(RP2, (*lead, b * 16, c1 * 9))
+        hW2 = xp.matrix_transpose(Rda2) @ P2f + xp.matrix_transpose(da2) @ RP2f
+        hb2 = xp.sum(Rda2, axis=-2)
+        RdP2 = xp.reshape(Rda2 @ W2 + da2 @ V2, (*lead, b, 16, c1 * 9))
+        Rda1 = _relu_back(xp, a1, _pool_back(xp, _patches_back(xp, RdP2, 4, 4, c1), k1))
+        Rda1 = xp.reshape(Rda1, (*lead, b * 64, c1))
+        P1f = xp.reshape(P1, (*tuple(P1.shape[:-3]), b * 64, 9))
+        hW1 = xp.matrix_transpose(Rda1) @ P1f
+        hb1 = xp.sum(Rda1, axis=-2)
+        pieces = [hW1, hb1, hW2, hb2, hW3, hb3]
+        hv = xp.concat([xp.reshape(xp.broadcast_to(g, (*lead, *g.shape[nl:])) if tuple(g.shape[:nl]) != lead
+                                   else g, (*lead, n)) for g, n in zip(pieces, self._sizes)], axis=-1)
+        return hv + self._penalty_hvp(xp, theta, v)
 
     def init(self, seed: int = 0):
         from ._host import linear_layers_init

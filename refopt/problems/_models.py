@@ -57,6 +57,16 @@ def _penalty(xp, theta, l2: float, form: str):
     return l2 * norm, l2 * grad
 
 
+def _softmax(xp, z):
+    e = xp.exp(z - xp.max(z, axis=-1, keepdims=True))
+    return e / xp.sum(e, axis=-1, keepdims=True)
+
+
+def _softmax_jvp(xp, pr, dz, b: int):
+    """The cross-entropy gradient's derivative along ż: p ⊙ (ż − Σ p ż) / b."""
+    return pr * (dz - xp.sum(pr * dz, axis=-1, keepdims=True)) * (1.0 / b)
+
+
 class _Classifier(Problem):
     def _setup(self, l2, penalty):
         self.l2 = check_real(self.name, "l2", l2, 0.0)
@@ -120,11 +130,9 @@ class SoftmaxRegression(_Classifier):
         H v = [ (ṗ/b)ᵀ X | Σ ṗ/b ] plus the penalty's Hessian applied to v."""
         W, b = self.unflatten(theta)
         VW, vb = self.unflatten(v)
-        z = self._logits(xp, theta, X)
-        e = xp.exp(z - xp.max(z, axis=-1, keepdims=True))
-        pr = e / xp.sum(e, axis=-1, keepdims=True)
+        pr = _softmax(xp, self._logits(xp, theta, X))
         dz = X @ xp.matrix_transpose(VW) + vb[..., None, :]
-        R = pr * (dz - xp.sum(pr * dz, axis=-1, keepdims=True)) * (1.0 / X.shape[-2])
+        R = _softmax_jvp(xp, pr, dz, X.shape[-2])
         lead = tuple(R.shape[:-2])
         C, F = self.num_classes, self.features
         hv = xp.concat([_flat(xp, xp.matrix_transpose(R) @ X, lead, C * F), xp.sum(R, axis=-2)], axis=-1)
@@ -195,6 +203,38 @@ class MLP(_Classifier):
         db1 = xp.sum(da, axis=-2)
         grad = xp.concat([_flat(xp, dW1, lead, H * F), db1, _flat(xp, dW2, lead, C * H), db2], axis=-1)
         return self._add_penalty(xp, theta, loss, grad)
+
+    def _hvp(self, xp, theta, v, X, y):
+        """Exact (Pearlmutter's R-operator: the directional derivative along v of every forward and
+        backward quantity). With Ṙ the derivative along v, V1 vb1 V2 vb2 the blocks of v::
+
+            ȧ = X V1ᵀ + vb1,  ḣ = act'(a) ȧ,  ż = ḣ W2ᵀ + h V2ᵀ + vb2,  Ġ = p ⊙ (ż − Σ p ż) / b
+            H v = [ ȧ'ᵀ X | Σ ȧ' | Ġᵀ h + Gᵀ ḣ | Σ Ġ ],   ȧ' = (Ġ W2 + G V2) ⊙ act'(a) + (G W2) ⊙ act''(a) ȧ
+
+        with tanh: act' = 1 − h², act'' = −2 h (1 − h²); relu: act' = [a > 0], act'' = 0."""
+        _, Y = self._check(theta, X, y)
+        a, h, W2, logits = self._forward(xp, theta, X)
+        V1, vb1, V2, vb2 = self.unflatten(v)
+        _, G = cross_entropy(xp, logits, Y)
+        pr = _softmax(xp, logits)
+        if self.activation == "tanh":
+            d1 = 1.0 - h * h
+        else:
+            d1 = xp.astype(a > 0.0, h.dtype)
+        Ra = X @ xp.matrix_transpose(V1) + vb1[..., None, :]
+        Rh = d1 * Ra
+        Rz = Rh @ xp.matrix_transpose(W2) + h @ xp.matrix_transpose(V2) + vb2[..., None, :]
+        RG = _softmax_jvp(xp, pr, Rz, X.shape[-2])
+        dh = G @ W2
+        Rda = (RG @ W2 + G @ V2) * d1
+        if self.activation == "tanh":
+            Rda = Rda + dh * (-2.0 * h * d1) * Ra
+        lead = tuple(RG.shape[:-2])
+        F, H, C = self.features, self.hidden, self.num_classes
+        hv = xp.concat([_flat(xp, xp.matrix_transpose(Rda) @ X, lead, H * F), xp.sum(Rda, axis=-2),
+                        _flat(xp, xp.matrix_transpose(RG) @ h + xp.matrix_transpose(G) @ Rh, lead, C * H),
+                        xp.sum(RG, axis=-2)], axis=-1)
+        return hv + self._penalty_hvp(xp, theta, v)
 
     def init(self, seed: int = 0):
         from ._host import linear_layers_init
