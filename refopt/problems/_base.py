@@ -102,12 +102,14 @@ class Problem:
 
         return zeros(self.dim)
 
-    def hvp(self, theta: Any, v: Any, X: Any = None, y: Any = None) -> Any:
+    def hvp(self, theta: Any, v: Any, X: Any = None, y: Any = None, *, method: str = "auto") -> Any:
         """The Hessian-vector product ``∇²L(θ) v`` ``(..., dim)`` (theta's dtype), one v per theta row.
 
-        Softmax regression, the MLP, the CNN and the quadratic clients override :meth:`_hvp`
-        with the exact product (the R-operator: the derivative along v of the forward and
-        backward passes). The default, which the transformer uses, is a central difference of
+        ``method="auto"`` (the default) gives the exact product where the problem has one -- every
+        built-in problem does: softmax regression, the MLP, the CNN and the transformer
+        differentiate their forward and backward passes along v (Pearlmutter's R-operator), the
+        quadratic clients multiply by A_i -- and the central difference below otherwise (a
+        subclass without a closed form). ``method="difference"`` forces the central difference of
         float64 gradients along v::
 
             Hv ≈ (∇L(θ + h v) − ∇L(θ − h v)) / (2h),   h = 2⁻¹⁷ · max(1, ‖θ‖_∞) / ‖v‖_∞
@@ -126,6 +128,7 @@ class Problem:
         backward). A point where the loss is not twice differentiable (a ReLU kink, a
         max-pooling tie) within h of θ gives a one-sided difference instead.
         """
+        method = check_choice(self.name, "method", method, ("auto", "difference"))
         xp, _ = self._check(theta, X, y)
         if not _array.is_array(v):
             raise TypeError(f"{self.name}: v must be an array of the shape of theta; got {type(v).__name__}")
@@ -138,9 +141,14 @@ class Problem:
         if _array.device(v) != _array.device(theta):
             raise ValueError(f"{self.name}: v and theta must be on the same device; got {_array.device(v)} and "
                              f"{_array.device(theta)}")
+        if method == "difference":
+            return self._hvp_difference(xp, theta, v, X, y)
         return self._hvp(xp, theta, v, X, y)
 
     def _hvp(self, xp, theta, v, X, y):
+        return self._hvp_difference(xp, theta, v, X, y)
+
+    def _hvp_difference(self, xp, theta, v, X, y):
         f64 = xp.float64
         t, w = xp.astype(theta, f64), xp.astype(v, f64)
         if X is not None and _array.is_real_floating(xp, X.dtype):

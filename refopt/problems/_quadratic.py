@@ -187,12 +187,12 @@ class QuadraticClients(Problem):
         xp = self._check_theta(theta)
         return self._loss_grad(xp, theta, None, None)
 
-    def hvp(self, theta: Any, v: Any, X: Any = None, y: Any = None):
-        """``(..., M, d)``: every client's Hessian A_i times its row of v (exact)."""
+    def hvp(self, theta: Any, v: Any, X: Any = None, y: Any = None, *, method: str = "auto"):
+        """``(..., M, d)``: every client's Hessian A_i times its row of v (exact unless method="difference")."""
         if X is not None or y is not None:
             raise TypeError("quadratic_clients: this problem has no data; call hvp(theta, v) without X and y")
         self._check_theta(theta)
-        return super().hvp(theta, v)
+        return super().hvp(theta, v, method=method)
 
     def _hvp(self, xp, theta, v, X, y):
         """Exact: row i of v times its client's A_i (the Hessian of L_i)."""

@@ -34,6 +34,10 @@ Flat layout (torch's ``parameters_to_vector`` order for the same modules)::
     E (V, D) | P (context, D) | per block: γ₁ β₁ (D) W_qkv (3D, D) b_qkv (3D) W_o (D, D) b_o (D)
     γ₂ β₂ (D) W₁ (M, D) b₁ (M) W₂ (D, M) b₂ (D) | γ_f β_f (D) | W_head (V, D) b_head (V)
 
+The Hessian-vector product (:meth:`Transformer.hvp`) is exact too: the same passes differentiated
+along v (Pearlmutter's R-operator, rules in :meth:`Transformer._hvp`), at about three times the
+cost of a gradient.
+
 ``transformer()`` (V = 95 printable characters, context 64, D = 32, 2 heads, 1 layer, M = 128)
 has 20 991 parameters. ``init(seed)``: GPT-2's initialisation, weights and embeddings
 N(0, 0.02²), biases 0, γ = 1, β = 0, from NumPy's ``default_rng(seed)``.
@@ -108,6 +112,53 @@ def _lin(xp, x, W, b):
 
 def _lin_back(xp, dy, x, W):
     return dy @ W, xp.matrix_transpose(dy) @ x, xp.sum(dy, axis=-2)
+
+
+# -- derivatives along a direction (for the exact Hessian-vector product) -----------------------
+
+
+def _gelu_second(a, t):
+    """gelu''(a) = t' + ½ a t'',  t' = (1 − t²) φ',  t'' = (1 − t²)(φ'' − 2 t φ'²),
+    φ = c (a + k a³), φ' = c (1 + 3k a²), φ'' = 6 c k a."""
+    phi1 = _GELU_C * (1.0 + (3.0 * _GELU_K) * (a * a))
+    one_t2 = 1.0 - t * t
+    t1 = one_t2 * phi1
+    t2 = one_t2 * ((6.0 * _GELU_C * _GELU_K) * a - 2.0 * t * phi1 * phi1)
+    return t1 + 0.5 * a * t2
+
+
+def _ln_jvp(xp, Rx, cache, g, Vg, Vb):
+    """LN's derivative along Rx (and the parameters' direction Vg, Vb): Rx̂ = (Rc − x̂ mean(x̂ Rc)) / s."""
+    xh, s = cache
+    Rc = Rx - xp.mean(Rx, axis=-1, keepdims=True)
+    m = xp.mean(xh * Rc, axis=-1, keepdims=True)                 # = ṡ (the derivative of s)
+    Rxh = (Rc - xh * m) / s
+    return Rxh * g[..., None, :] + xh * Vg[..., None, :] + Vb[..., None, :], (Rxh, m / s)
+
+
+def _ln_back_jvp(xp, dy, Rdy, g, Vg, cache, Rcache):
+    """The LN backward pass and its derivative: (∂x, (∂x)˙, (∂γ)˙, (∂β)˙)."""
+    xh, s = cache
+    Rxh, rs = Rcache
+    gy = dy * g[..., None, :]
+    Rgy = Rdy * g[..., None, :] + dy * Vg[..., None, :]
+    m1 = xp.mean(gy, axis=-1, keepdims=True)
+    m2 = xp.mean(gy * xh, axis=-1, keepdims=True)
+    dx = (gy - m1 - xh * m2) / s
+    Rm1 = xp.mean(Rgy, axis=-1, keepdims=True)
+    Rm2 = xp.mean(Rgy * xh + gy * Rxh, axis=-1, keepdims=True)
+    Rdx = (Rgy - Rm1 - Rxh * m2 - xh * Rm2) / s - dx * rs
+    return dx, Rdx, xp.sum(Rdy * xh + dy * Rxh, axis=-2), xp.sum(Rdy, axis=-2)
+
+
+def _lin_jvp(xp, x, Rx, W, VW, Vb):
+    return Rx @ xp.matrix_transpose(W) + x @ xp.matrix_transpose(VW) + Vb[..., None, :]
+
+
+def _lin_back_jvp(xp, dy, Rdy, x, Rx, W, VW):
+    """(∂x, (∂x)˙, (∂W)˙, (∂b)˙) of y = x Wᵀ + b."""
+    return (dy @ W, Rdy @ W + dy @ VW,
+            xp.matrix_transpose(Rdy) @ x + xp.matrix_transpose(dy) @ Rx, xp.sum(Rdy, axis=-2))
 
 
 class Transformer(Problem):
@@ -337,6 +388,144 @@ class Transformer(Problem):
                 g = xp.broadcast_to(g, (*lead, *s))
             flat.append(xp.reshape(g, (*lead, b_ - a_)))
         return loss, xp.concat(flat, axis=-1)
+
+    # -- exact Hessian-vector product --------------------------------------------------------
+
+    def _hvp(self, xp, theta, v, X, y):
+        """Exact: Pearlmutter's R-operator. Every forward quantity q gets its derivative q̇ along v
+        (v's blocks V_tok, V_pos, V_W, V_b, V_γ, ...), then every backward quantity ∂q gets (∂q)˙;
+        the (∂θ)˙ are H v. The rules used (besides the product rule on every matrix product)::
+
+            LN:       x̂˙ = (ċ − x̂ mean(x̂ ċ)) / s,  ṡ = mean(x̂ ċ),  ċ = ẋ − mean(ẋ)
+            attention: Ṡ = (q̇ kᵀ + q k̇ᵀ)/√d,  Ȧ = A ⊙ (Ṡ − rowsum(A ⊙ Ṡ))
+            gelu:     u̇ = gelu'(a) ȧ,  (∂a)˙ = (∂u)˙ gelu'(a) + ∂u gelu''(a) ȧ
+            loss:     Ġ = p ⊙ (ż − Σ p ż) / (B·T)
+            LN back:  (∂x)˙ = (ġy − mean(ġy) − x̂˙ mean(gy x̂) − x̂ mean(ġy x̂ + gy x̂˙)) / s − ∂x ṡ / s
+            softmax back: (∂S)˙ = Ȧ ⊙ (∂A − r) + A ⊙ ((∂A)˙ − ṙ),  r = rowsum(∂A ⊙ A)
+        """
+        p, r = self.unflatten(theta), self.unflatten(v)
+        dt = theta.dtype
+        dev = _array.device(theta)
+        B, T = X.shape[-2], X.shape[-1]
+        D, H = self.width, self.heads
+        d = D // H
+        scale = 1.0 / math.sqrt(d)
+        N = B * T
+        oh = self._onehot(xp, xp.reshape(X, (*X.shape[:-2], N)), dt)
+
+        def embed(tok, pos):
+            e = oh @ tok
+            ld = tuple(e.shape[:-2])
+            e = xp.reshape(e, (*ld, B, T, D)) + pos[..., None, :T, :]
+            return xp.reshape(e, (*tuple(e.shape[:-3]), N, D))
+
+        x, Rx = embed(p["tok"], p["pos"]), embed(r["tok"], r["pos"])
+        lead = tuple(x.shape[:-2])
+        Rx = xp.broadcast_to(Rx, x.shape) if tuple(Rx.shape) != tuple(x.shape) else Rx
+        nl = len(lead)
+        row = xp.arange(T, device=dev)
+        causal = row[:, None] >= row[None, :]
+        neg_inf = xp.asarray(-math.inf, dtype=dt, device=dev)
+
+        def heads(z):                       # (..., N, 3D) -> q, k, v (..., B, H, T, d)
+            z = xp.permute_dims(xp.reshape(z, (*lead, B, T, 3, H, d)), (*range(nl), nl + 2, nl, nl + 3, nl + 1, nl + 4))
+            return z[..., 0, :, :, :, :], z[..., 1, :, :, :, :], z[..., 2, :, :, :, :]
+
+        def split(z):                       # (..., N, D) -> (..., B, H, T, d)
+            return xp.permute_dims(xp.reshape(z, (*lead, B, T, H, d)), (*range(nl), nl, nl + 2, nl + 1, nl + 3))
+
+        def merge(z):                       # (..., B, H, T, d) -> (..., N, D)
+            return xp.reshape(xp.permute_dims(z, (*range(nl), nl, nl + 2, nl + 1, nl + 3)), (*lead, N, D))
+
+        def merge3(a_, b_, c_):             # three (..., B, H, T, d) -> (..., N, 3D)
+            z = xp.stack([a_, b_, c_], axis=nl)
+            return xp.reshape(xp.permute_dims(z, (*range(nl), nl + 1, nl + 3, nl, nl + 2, nl + 4)), (*lead, N, 3 * D))
+
+        caches = []
+        for i in range(self.layers):
+            P_ = {n: p[f"{i}.{n}"] for n in ("ln1_g", "ln1_b", "qkv_w", "qkv_b", "o_w", "o_b", "ln2_g", "ln2_b",
+                                              "fc1_w", "fc1_b", "fc2_w", "fc2_b")}
+            R_ = {n: r[f"{i}.{n}"] for n in P_}
+            h, ln1 = _ln(xp, x, P_["ln1_g"], P_["ln1_b"])
+            Rh, Rln1 = _ln_jvp(xp, Rx, ln1, P_["ln1_g"], R_["ln1_g"], R_["ln1_b"])
+            q, k, vv = heads(_lin(xp, h, P_["qkv_w"], P_["qkv_b"]))
+            Rq, Rk, Rv = heads(_lin_jvp(xp, h, Rh, P_["qkv_w"], R_["qkv_w"], R_["qkv_b"]))
+            q, Rq = q * scale, Rq * scale
+            S = xp.where(causal, q @ xp.matrix_transpose(k), neg_inf)
+            A = xp.exp(S - xp.max(S, axis=-1, keepdims=True))
+            A = A / xp.sum(A, axis=-1, keepdims=True)
+            RS = Rq @ xp.matrix_transpose(k) + q @ xp.matrix_transpose(Rk)
+            RA = A * (RS - xp.sum(A * RS, axis=-1, keepdims=True))
+            o, Ro = merge(A @ vv), merge(RA @ vv + A @ Rv)
+            x = x + _lin(xp, o, P_["o_w"], P_["o_b"])
+            Rx = Rx + _lin_jvp(xp, o, Ro, P_["o_w"], R_["o_w"], R_["o_b"])
+            h2, ln2 = _ln(xp, x, P_["ln2_g"], P_["ln2_b"])
+            Rh2, Rln2 = _ln_jvp(xp, Rx, ln2, P_["ln2_g"], R_["ln2_g"], R_["ln2_b"])
+            a = _lin(xp, h2, P_["fc1_w"], P_["fc1_b"])
+            Ra = _lin_jvp(xp, h2, Rh2, P_["fc1_w"], R_["fc1_w"], R_["fc1_b"])
+            u, t = _gelu(xp, a)
+            gp = _gelu_prime(a, t)
+            Ru = gp * Ra
+            x = x + _lin(xp, u, P_["fc2_w"], P_["fc2_b"])
+            Rx = Rx + _lin_jvp(xp, u, Ru, P_["fc2_w"], R_["fc2_w"], R_["fc2_b"])
+            caches.append((P_, R_, h, Rh, ln1, Rln1, q, Rq, k, Rk, vv, Rv, A, RA, o, Ro, h2, Rh2, ln2, Rln2,
+                           a, Ra, t, gp, u, Ru))
+        hf, lnf = _ln(xp, x, p["lnf_g"], p["lnf_b"])
+        Rhf, Rlnf = _ln_jvp(xp, Rx, lnf, p["lnf_g"], r["lnf_g"], r["lnf_b"])
+        logits = _lin(xp, hf, p["head_w"], p["head_b"])
+        Rz = _lin_jvp(xp, hf, Rhf, p["head_w"], r["head_w"], r["head_b"])
+        Y = self._onehot(xp, xp.reshape(y, (*y.shape[:-2], N)), dt)
+        e = xp.exp(logits - xp.max(logits, axis=-1, keepdims=True))
+        pr = e / xp.sum(e, axis=-1, keepdims=True)
+        G = (pr - Y) * (1.0 / N)
+        RG = pr * (Rz - xp.sum(pr * Rz, axis=-1, keepdims=True)) * (1.0 / N)
+        out = {}
+        dhf, Rdhf, out["head_w"], out["head_b"] = _lin_back_jvp(xp, G, RG, hf, Rhf, p["head_w"], r["head_w"])
+        dx, Rdx, out["lnf_g"], out["lnf_b"] = _ln_back_jvp(xp, dhf, Rdhf, p["lnf_g"], r["lnf_g"], lnf, Rlnf)
+        for i in reversed(range(self.layers)):
+            (P_, R_, h, Rh, ln1, Rln1, q, Rq, k, Rk, vv, Rv, A, RA, o, Ro, h2, Rh2, ln2, Rln2,
+             a, Ra, t, gp, u, Ru) = caches[i]
+            n_ = f"{i}."
+            du, Rdu, out[n_ + "fc2_w"], out[n_ + "fc2_b"] = _lin_back_jvp(xp, dx, Rdx, u, Ru, P_["fc2_w"], R_["fc2_w"])
+            da = du * gp
+            Rda = Rdu * gp + du * _gelu_second(a, t) * Ra
+            dh2, Rdh2, out[n_ + "fc1_w"], out[n_ + "fc1_b"] = _lin_back_jvp(xp, da, Rda, h2, Rh2, P_["fc1_w"],
+                                                                            R_["fc1_w"])
+            dxl, Rdxl, out[n_ + "ln2_g"], out[n_ + "ln2_b"] = _ln_back_jvp(xp, dh2, Rdh2, P_["ln2_g"], R_["ln2_g"],
+                                                                           ln2, Rln2)
+            dx, Rdx = dx + dxl, Rdx + Rdxl
+            do, Rdo, out[n_ + "o_w"], out[n_ + "o_b"] = _lin_back_jvp(xp, dx, Rdx, o, Ro, P_["o_w"], R_["o_w"])
+            do, Rdo = split(do), split(Rdo)
+            dA = do @ xp.matrix_transpose(vv)
+            RdA = Rdo @ xp.matrix_transpose(vv) + do @ xp.matrix_transpose(Rv)
+            dv = xp.matrix_transpose(A) @ do
+            Rdv = xp.matrix_transpose(RA) @ do + xp.matrix_transpose(A) @ Rdo
+            rs = xp.sum(dA * A, axis=-1, keepdims=True)
+            Rrs = xp.sum(RdA * A + dA * RA, axis=-1, keepdims=True)
+            dS = A * (dA - rs)
+            RdS = RA * (dA - rs) + A * (RdA - Rrs)
+            dq = (dS @ k) * scale
+            Rdq = (RdS @ k + dS @ Rk) * scale
+            dk = xp.matrix_transpose(dS) @ q
+            Rdk = xp.matrix_transpose(RdS) @ q + xp.matrix_transpose(dS) @ Rq
+            dqkv, Rdqkv = merge3(dq, dk, dv), merge3(Rdq, Rdk, Rdv)
+            dh, Rdh, out[n_ + "qkv_w"], out[n_ + "qkv_b"] = _lin_back_jvp(xp, dqkv, Rdqkv, h, Rh, P_["qkv_w"],
+                                                                          R_["qkv_w"])
+            dxl, Rdxl, out[n_ + "ln1_g"], out[n_ + "ln1_b"] = _ln_back_jvp(xp, dh, Rdh, P_["ln1_g"], R_["ln1_g"],
+                                                                           ln1, Rln1)
+            dx, Rdx = dx + dxl, Rdx + Rdxl
+        out["tok"] = xp.matrix_transpose(oh) @ Rdx
+        dpos = xp.sum(xp.reshape(Rdx, (*lead, B, T, D)), axis=-3)
+        if T < self.context:
+            dpos = xp.concat([dpos, xp.zeros((*lead, self.context - T, D), dtype=dt, device=dev)], axis=-2)
+        out["pos"] = dpos
+        flat = []
+        for n, shp, a_, b_ in self.layout:
+            g = out[n]
+            if tuple(g.shape[:-len(shp)]) != lead:
+                g = xp.broadcast_to(g, (*lead, *shp))
+            flat.append(xp.reshape(g, (*lead, b_ - a_)))
+        return xp.concat(flat, axis=-1)
 
     # -- data ------------------------------------------------------------------------------
 
