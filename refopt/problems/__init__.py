@@ -14,7 +14,7 @@ Models (array API, many parameter vectors at once; shapes in :mod:`refopt.proble
     res = refopt.problems.train(t, refopt.rules.adam(lr=1e-2), steps=100, batch_size=16, seed=0)
     res.losses, res.diverged_at                # per-step mini-batch losses; first non-finite step or None
 
-    q = refopt.problems.quadratic_clients(range(10))            # θ_i* = i, A_i = 1 (federated.md §6)
+    q = refopt.problems.quadratic_clients(range(10))            # θ_i* = i, A_i = 1: a known federated optimum
     q.loss_grad(theta)                     # theta (..., M, d) -> loss (..., M), grad (..., M, d)
     q.optimum(weights)                     # argmin Σ p_i L_i, closed form (4.5 here)
 

@@ -8,8 +8,8 @@ an optional penalty on the whole parameter vector (biases included, as ``torch.o
     penalty="squared" (default):  + (l2 / 2) ‖θ‖²     gradient + l2 θ   (= weight decay l2)
     penalty="norm":               + l2 ‖θ‖            gradient + l2 θ / ‖θ‖  (0 at θ = 0)
 
-``"norm"`` is what MoNNA's code adds ("NLL + 1e-4·‖θ‖", ``experiments/loss.py``'s ``l2`` is the
-plain Euclidean norm; refopt note robust-collab.md §1.5).
+``"norm"`` is what MoNNA's code adds ("NLL + 1e-4·‖θ‖": in LPD-EPFL/robust-collaborative-learning,
+``experiments/loss.py``'s ``l2`` is the plain Euclidean norm, not its square).
 
 Flat parameter layout (the order of ``torch.nn.utils.parameters_to_vector`` for the torch
 model named below, so a flat vector moves between refopt and torch unchanged):

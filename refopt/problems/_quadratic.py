@@ -1,4 +1,4 @@
-r"""Quadratic clients with known optima (the federated note's test problem, federated.md §6).
+r"""Quadratic clients with known optima: a test problem for federated rules whose fixed points have closed forms.
 
 Client i of M has the loss
 
@@ -6,7 +6,7 @@ Client i of M has the loss
 
 with optimum θ_i* and a symmetric positive-definite curvature A_i, given as one of
 
-    None            A_i = I for every client (the note's P4/P6 setting)
+    None            A_i = I for every client (the simplest setting, where the fixed points are weighted means)
     (M,)            A_i = a_i I (one positive number per client)
     (M, d)          A_i = diag(a_i) (positive diagonals)
     (M, d, d)       full symmetric positive-definite matrices
@@ -16,7 +16,7 @@ is L(θ) = Σ_i p_i L_i(θ); its minimiser (:meth:`QuadraticClients.optimum`) is
 
     θ* = (Σ_i p_i A_i)⁻¹ Σ_i p_i A_i θ_i*         (= Σ_i p_i θ_i* when every A_i = I).
 
-Example (federated.md §6 P4): ``quadratic_clients(range(10))`` is the 1-D problem with
+Example: ``quadratic_clients(range(10))`` is the 1-D problem with
 θ_i* = i, A_i = 1, whose federated optimum with uniform p is 4.5.
 
 Shapes: :meth:`loss_grad` takes ``theta (..., M, d)`` -- row i is client i's parameter -- or

@@ -2,7 +2,7 @@ r"""Heterogeneous (non-i.i.d.) splits of a labelled dataset over nodes (host sid
 
 ``dirichlet_split(y, nodes, alpha, seed, method=...)`` returns one int64 NumPy index array per
 node. Three published procedures are named options; they are *different models* that share
-the name "Dirichlet split" (refopt note robust-collab.md §1.5 and §6.1, federated.md §1.8):
+the name "Dirichlet split" (each read from the code named with it):
 
 ``method="monna"`` (default) -- MoNNA's reproduce scripts (LPD-EPFL/robust-collaborative-learning,
 ``experiments/dataset.py``). Per node, independently: class proportions p ~ Dir(α·1_K) over the
