@@ -249,8 +249,10 @@ def test_vectorised_over_nodes_equals_a_loop(name):
     assert shared_loss.shape == (nodes,)
     v = np.random.default_rng(4).standard_normal(theta.shape)
     hv = p.hvp(theta, v, X, y)
+    one_model = p.grad(theta[0], X, y)                                   # one model, every node's batch
     for i in range(nodes):
         np.testing.assert_allclose(hv[i], p.hvp(theta[i], v[i], X[i], y[i]), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(one_model[i], p.grad(theta[0], X[i], y[i]), rtol=1e-11, atol=1e-15)
 
 
 # -- training --------------------------------------------------------------------------------
