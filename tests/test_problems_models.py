@@ -413,3 +413,24 @@ def test_train_stops_at_the_first_non_finite_loss():
         P.train(q, ro.rules.sgd(lr=0.1), steps=1, theta0=np.zeros((4, 2)))
     with pytest.raises(TypeError, match="rule must be a refopt rule"):
         P.train(q, "sgd", steps=1)
+
+
+# -- a fixed batch as a function of θ (for refopt.diagnostics and refopt.run) ----------------
+
+
+def test_on_batch_feeds_the_diagnostics():
+    import refopt as ro
+
+    p, theta, X, y = _setup("transformer_2x4")
+    f = p.on_batch(X, y)
+    assert f.dim == p.dim
+    g = f.grad(theta)
+    np.testing.assert_array_equal(g, p.grad(theta, X, y))
+    assert float(f.value(theta)) == float(p.loss(theta, X, y))
+    S = float(ro.diagnostics.directional_sharpness(f, theta, -g))
+    assert S == pytest.approx(float(g @ p.hvp(theta, g, X, y)) / float(g @ g), rel=1e-12)
+    m = ro.diagnostics.model_reduction(f, theta, -g)
+    assert float(m.sharpness) == pytest.approx(S, rel=1e-12) and float(m.reduction) > 0
+    q = P.quadratic_clients([[1.0, 2.0]], [[2.0, 3.0]])
+    fq = q.on_batch()
+    np.testing.assert_array_equal(fq.hvp(np.zeros((1, 2)), np.ones((1, 2))), [[2.0, 3.0]])

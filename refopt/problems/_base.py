@@ -37,7 +37,7 @@ from typing import Any
 from .. import _array
 from .._checks import check_choice, check_int, check_real
 
-__all__ = ["Problem", "InputTypeError", "check_int", "check_real", "check_choice", "FD_STEP"]
+__all__ = ["Problem", "BatchLoss", "InputTypeError", "check_int", "check_real", "check_choice", "FD_STEP"]
 
 FD_STEP = 2.0 ** -17
 """The relative step of the central-difference HVP (≈ ∛(2⁻⁵²) ≈ 6.1e-6, see :meth:`Problem.hvp`)."""
@@ -164,6 +164,12 @@ class Problem:
         hv = xp.where(zero, xp.zeros_like(gp), (gp - gm) / (2.0 * h))
         return xp.astype(hv, theta.dtype)
 
+    def on_batch(self, X: Any = None, y: Any = None) -> "BatchLoss":
+        """The loss on one fixed batch as a function of θ alone: an object with ``name``, ``dim``,
+        ``value(θ)``, ``grad(θ)`` and ``hvp(θ, v)`` -- what :mod:`refopt.diagnostics` and
+        :func:`refopt.run` take. X and y must live where θ will (same namespace and device)."""
+        return BatchLoss(self, X, y)
+
     def example_batch(self, size: int, seed: int = 0, *, like: Any = None):
         """A valid ``(X, y)`` of ``size`` examples (for tests, docs and smoke checks).
 
@@ -282,6 +288,33 @@ class Problem:
 
     def __repr__(self) -> str:
         return f"<refopt problem {self.name!r}, dim={self.dim}>"
+
+
+class BatchLoss:
+    """``θ ↦ L(θ; X, y)`` on a fixed batch (see :meth:`Problem.on_batch`)."""
+
+    def __init__(self, problem: Problem, X: Any, y: Any):
+        self.problem, self.X, self.y = problem, X, y
+        self.name = f"{problem.name} on a batch"
+        self.dim = problem.dim
+
+    def _args(self):
+        return () if not self.problem.needs_data else (self.X, self.y)
+
+    def value(self, theta: Any) -> Any:
+        return self.problem.loss(theta, *self._args())
+
+    def grad(self, theta: Any) -> Any:
+        return self.problem.grad(theta, *self._args())
+
+    def value_grad(self, theta: Any) -> tuple[Any, Any]:
+        return self.problem.loss_grad(theta, *self._args())
+
+    def hvp(self, theta: Any, v: Any) -> Any:
+        return self.problem.hvp(theta, v, *self._args())
+
+    def __repr__(self) -> str:
+        return f"<refopt batch loss of {self.problem!r}>"
 
 
 def _argmax_last(xp, z):
