@@ -416,3 +416,10 @@ def test_divergence_under_mpiexec_is_one_valid_json(argv, key):
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.stdout.count("\n") == 1  # rank 0 only
     assert strict_json(proc.stdout)[key] is not None
+
+
+def test_federated_bool_flags_are_bools():
+    with pytest.raises(TypeError, match=r"normalise_selected must be True or False; got 'no'"):
+        F.rules.fedavg_weights(np.ones(3) / 3, sampling="uniform", m=2, rng=0, normalise_selected="no")
+    with pytest.raises(TypeError, match=r"record_params must be True, False or None; got 1"):
+        F.simulate("fedavg", "quadratic", horizon=3, record_params=1)

@@ -257,6 +257,8 @@ def fedavg_weights(p: Any, *, sampling: str = "full", m: int | None = None, rng:
     the sampled clients instead of the unbiased weights (the biased library convention).
     """
     fn = "fedavg_weights"
+    if not isinstance(normalise_selected, (bool, np.bool_)):
+        raise TypeError(f"{fn}: normalise_selected must be True or False; got {normalise_selected!r}")
     pv = _host_vector(fn, "p", p, nonneg=True)
     if pv.size == 0 or pv.sum() <= 0:
         raise ValueError(f"{fn}: p must hold at least one positive importance; got {pv.tolist()}")

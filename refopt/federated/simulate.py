@@ -514,6 +514,8 @@ def simulate(
                                  "server_momentum=0, or form='delta'")
         if eval_every is not None:
             eval_every = _int("eval_every", eval_every, 1)
+        if record_params is not None and not isinstance(record_params, (bool, np.bool_)):
+            raise TypeError(f"{fn}: record_params must be True, False or None; got {record_params!r}")
         if max_steps is not None:
             max_steps = _int("max_steps", max_steps, 0)
 
