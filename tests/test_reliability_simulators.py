@@ -423,3 +423,43 @@ def test_federated_bool_flags_are_bools():
         F.rules.fedavg_weights(np.ones(3) / 3, sampling="uniform", m=2, rng=0, normalise_selected="no")
     with pytest.raises(TypeError, match=r"record_params must be True, False or None; got 1"):
         F.simulate("fedavg", "quadratic", horizon=3, record_params=1)
+
+
+# ---------------------------------------------------------------------------------------
+# a sweep: every numeric option of collab and fed with edge values gives a valid JSON report or one
+# line of error (exit 2), never a traceback
+# ---------------------------------------------------------------------------------------
+
+EDGE_VALUES = ("-1", "0", "nan", "inf", "1e300", "2.5")
+COLLAB_BASE = ["collab", "--steps", "3", *SMALL, "--json"]
+FED_BASE = ["fed", "--horizon", "20", "--json"]
+COLLAB_OPTIONS = ("--nodes", "--byzantine", "--alpha", "--steps", "--batch-size", "--lr", "--seed")
+FED_OPTIONS = ("--clients", "--delta-t", "--horizon", "--lr-local", "--lr-server", "--local-steps", "--seed",
+               "--max-steps", "--speeds")
+
+
+def _with(base, option, value):
+    argv = list(base)
+    if option in argv:
+        argv[argv.index(option) + 1] = value
+    else:
+        argv += [option, value]
+    return argv
+
+
+@pytest.mark.parametrize("argv", [_with(COLLAB_BASE, o, v) for o in COLLAB_OPTIONS for v in EDGE_VALUES]
+                         + [_with(FED_BASE, o, v) for o in FED_OPTIONS for v in EDGE_VALUES]
+                         + [_with(FED_BASE + ["--scheme", s], o, v) for s, o in
+                            [("fedbuff", "--buffer"), ("fedasync", "--alpha")] for v in EDGE_VALUES],
+                         ids=lambda a: " ".join(a[a.index("--json") + 1:] if a[-1] != "--json" else a[1:]))
+def test_edge_values_give_a_report_or_one_line(capsys, argv):
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse: a value of the wrong type, with its usage line
+        assert exc.code == 2
+        return
+    out, err = capsys.readouterr()
+    if code == 0:
+        strict_json(out)
+    else:
+        assert code == 2 and err.startswith(f"refopt {argv[0]}: error: ") and err.count("\n") == 1, err

@@ -229,7 +229,7 @@ def _int(value, name, low, high=None):
 
 
 def _real(value, name, low, high, high_open=True, low_open=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"simulate: {name} must be a real number; got {value!r}")
     x = float(value)
     ok = (x > low if low_open else x >= low) and (x < high if high_open else x <= high)
