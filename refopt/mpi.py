@@ -87,6 +87,8 @@ __all__ = [
     "launched_under_mpi",
     "local",
     "partition",
+    "available_memory",
+    "check_memory",
     "resolve",
     "run_cli",
 ]
