@@ -91,3 +91,33 @@ def test_examples_run(script, args, expect):
                           env={**os.environ, "PYTHONWARNINGS": "error::RuntimeWarning"}, timeout=120)
     assert done.returncode == 0, done.stderr
     assert re.search(expect, done.stdout), done.stdout
+
+
+def test_reproduce_all_runs_the_five_papers_with_monna_quick(capsys, monkeypatch):
+    """`reproduce all` covers every paper; MoNNA's grid runs in its quick mode unless --full."""
+    from refopt.cli import reproduce
+
+    calls = []
+
+    def fake(name):
+        def runner(out, **kw):
+            calls.append((name, kw))
+            return reproduce.Outcome(name, "protocol", [reproduce.Row("row", "-", "x", None)])
+        return runner
+
+    monkeypatch.setattr(reproduce, "RUNNERS", {n: fake(n) for n in reproduce.RUNNERS})
+    code, out, _ = run(capsys, "reproduce", "all", "--no-plots")
+    assert code == 0
+    assert [n for n, _ in calls] == ["diffgrad", "adabelief", "clipping", "monna", "fedfix"]
+    assert dict(calls)["monna"]["quick"] is True and dict(calls)["monna"]["steps"] == 200
+    calls.clear()
+    run(capsys, "reproduce", "all", "--no-plots", "--full", "--steps", "50")
+    assert "quick" not in dict(calls)["monna"] and dict(calls)["monna"]["steps"] == 50
+
+
+def test_monna_quick_mode_judges_no_verdict():
+    from refopt.cli.reproduce import monna_experiment
+
+    outcome = monna_experiment(None, seeds=1, steps=3, quick=True)
+    assert all(r.ok is None for r in outcome.rows)
+    assert outcome.passed and "QUICK MODE" in outcome.render()
