@@ -30,7 +30,7 @@ Data (host side, NumPy)::
 from __future__ import annotations
 
 from ..rules._base import suggest
-from ._base import InputTypeError, Problem
+from ._base import BatchLoss, InputTypeError, Problem
 from ._cnn import CNN, cnn
 from ._corpus import ALPHABET, SplitMix64, char_corpus, decode, encode
 from ._data import DATASETS, dataset_info, dataset_names, digits_images, gaussian_mixture, load_dataset
@@ -42,6 +42,7 @@ from ._transformer import Transformer, transformer
 
 __all__ = [
     "Problem",
+    "BatchLoss",
     "SoftmaxRegression",
     "MLP",
     "QuadraticClients",
