@@ -154,3 +154,17 @@ def test_shadow_reference_must_name_a_shadow():
     assert all(r["ratio_to_sgd"] is not None for r in relative.records)
     without_sgd = ro.diagnostics.shadow(ro.rules.sgd(lr=1e-3), f, x0, 2, {"adam": ro.rules.adam(lr=1.0)}, **kw)
     assert all(r["ratio_to_sgd"] is None for r in without_sgd.records)
+
+
+def test_mixing_nna_node_with_a_non_finite_own_row_gets_nan():
+    # before: its distances were all +inf but its own (0), and it averaged the first rows by index
+    from refopt.collaborative import mixing
+
+    S = X.copy()
+    S[1, 0] = math.nan
+    mask = np.ones((4, 9), dtype=bool)
+    out = mixing.nna(S, mask, 2)
+    assert np.all(np.isnan(out[1])) and np.all(np.isfinite(out[[0, 2, 3]]))
+    clean = mixing.nna(X, mask, 2)
+    np.testing.assert_array_equal(out[0], mixing.nna(np.where(np.arange(9)[:, None] == 1, np.inf, X), mask, 2)[0])
+    assert np.all(np.isfinite(clean))

@@ -29,9 +29,10 @@ LPD-EPFL/robust-collaborative-learning; ``R_i`` = the rows node i received, r_i 
     v ← v + (1/r_i) Σ_{j∈R_i} (S_j − v)·min(1, τ/‖S_j − v‖) (SCC; MoNNA repo τ = 2, 3 iterations;
     ClippedGossip of He et al. on the complete graph).
 
-Non-finite rows (Inf/NaN attacks) are treated as infinitely far: NNA never selects them, the
-geometric median and clipping give them weight 0, the trimmed mean sorts NaN as +inf (so at most
-f of them are trimmed away per side).  Linear gossip lets them through, as D-SGD does.
+Non-finite rows (Inf/NaN attacks) are treated as infinitely far: NNA never selects them (and a
+node whose own row is not finite gets NaN), the geometric median and clipping give them weight
+0, the trimmed mean sorts NaN as +inf (so at most f of them are trimmed away per side).  Linear
+gossip lets them through, as D-SGD does.
 
 Distances come from :func:`refopt.aggregators.pairwise_sq_distances` (one Gram product, exact
 where cancellation bites, +inf for non-finite rows), imported when first used.
@@ -97,7 +98,9 @@ def nna(S: Any, mask: Any, f: int, *, distances: Any = None) -> Any:
     ``distances`` may pass the ``(h, n)`` squared distances from rows 0..h-1 of S to all rows
     (computed here when omitted).  Selection: stable argsort of each node's distance row, with
     rows it did not receive set to +inf, keeps the r_i − f first; the kept rows are averaged by
-    one ``(h, n) @ (n, d)`` product with weights 1/(r_i − f).
+    one ``(h, n) @ (n, d)`` product with weights 1/(r_i − f).  A node whose own row (its pivot)
+    is not finite gets a NaN row: no received row is nearer to it than another (as
+    :func:`refopt.aggregators.nna`).
     """
     xp = _array.namespace(S)
     h = mask.shape[0]
@@ -108,7 +111,9 @@ def nna(S: Any, mask: Any, f: int, *, distances: Any = None) -> Any:
     rank = xp.argsort(order, axis=1, stable=True)              # rank of each column in its row
     selected = rank < keep[:, None]
     A = xp.astype(selected, S.dtype) / xp.astype(keep, S.dtype)[:, None]
-    return A @ _zero_nonfinite(S)
+    out = A @ _zero_nonfinite(S)
+    nan = xp.asarray(math.nan, dtype=S.dtype, device=_array.device(S))
+    return xp.where(finite_rows(S[:h, ...])[:, None], out, nan)
 
 
 def trimmed_mean(S: Any, mask: Any, f: int) -> Any:
