@@ -111,7 +111,10 @@ def _corpus(length: int, seed: int, words: int, contexts: int) -> np.ndarray:
     return arr
 
 
-def char_corpus(length: int = 1 << 18, seed: int = 0, *, words: int = 1000, contexts: int = 8) -> np.ndarray:
+DEFAULT_LENGTH = 1 << 18
+
+
+def char_corpus(length: int = DEFAULT_LENGTH, seed: int = 0, *, words: int = 1000, contexts: int = 8) -> np.ndarray:
     """``length`` token ids (int64 NumPy, a fresh copy) of the seeded synthetic language (module docstring)."""
     fn = "char_corpus"
     length = check_int(fn, "length", length, 2)

@@ -533,14 +533,14 @@ class Transformer(Problem):
         """``(X, y)``: ``size`` windows of ``context + 1`` consecutive characters of :func:`char_corpus`
         at seeded offsets; X the first ``context`` token ids, y the next ones (int64 NumPy, or next
         to ``like``)."""
-        from ._corpus import char_corpus
+        from ._corpus import DEFAULT_LENGTH, _corpus
         from ._host import windows
 
         size = check_int(self.name, "size", size, 1)
         seed = check_int(self.name, "seed", seed, 0)
         if self.vocab < 95:
             raise ValueError(f"{self.name}: example_batch draws from the 95-character corpus; vocab is {self.vocab}")
-        X, y = windows(char_corpus(), self.context, size, seed)
+        X, y = windows(_corpus(DEFAULT_LENGTH, 0, 1000, 8), self.context, size, seed)   # the cached, read-only default
         return self._convert(X, y, like, integer_x=True)
 
     def __repr__(self):
