@@ -121,3 +121,29 @@ def test_monna_quick_mode_judges_no_verdict():
     outcome = monna_experiment(None, seeds=1, steps=3, quick=True)
     assert all(r.ok is None for r in outcome.rows)
     assert outcome.passed and "QUICK MODE" in outcome.render()
+
+
+@pytest.mark.parametrize("experiment, kwargs", [
+    ("diffgrad", {}), ("adabelief", {}), ("clipping", {}), ("monna", {"seeds": 2, "steps": 4}),
+])
+def test_every_figure_is_written_with_titled_and_labelled_axes(experiment, kwargs, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from refopt.cli import reproduce
+
+    figures = []
+    real_save = reproduce._save
+
+    def keep(fig, out, name):
+        figures.append(fig)
+        return real_save(fig, out, name)
+
+    monkeypatch.setattr(reproduce, "_save", keep)
+    outcome = reproduce.RUNNERS[experiment](str(tmp_path), **kwargs)
+    assert outcome.plots and all((tmp_path / p.rsplit("/", 1)[-1]).stat().st_size > 20_000 for p in outcome.plots)
+    for fig in figures:
+        assert fig._suptitle is not None and fig._suptitle.get_text()
+        for ax in fig.axes:
+            assert ax.get_title(), experiment
+            # a shared axis is labelled once (the bottom row's x, the left column's y)
+            assert any(a.get_xlabel() for a in ax.get_shared_x_axes().get_siblings(ax)), (experiment, ax.get_title())
+            assert any(a.get_ylabel() for a in ax.get_shared_y_axes().get_siblings(ax)), (experiment, ax.get_title())

@@ -43,14 +43,21 @@ def contour(ax, function, paths: dict[str, np.ndarray], *, title: str, levels: i
     z = function.value(np.stack([gx, gy], axis=-1))
     finite = z[np.isfinite(z)]
     shift = max(0.0, -finite.min()) if finite.size else 0.0
-    ax.contour(gx, gy, np.log1p(z + shift), levels=levels, cmap="viridis", linewidths=0.6)
-    for label, path in paths.items():
-        ax.plot(path[:, 0], path[:, 1], lw=1.4, label=label + (" (leaves the window)" if label in escaped else ""))
-        ax.plot(path[-1, 0], path[-1, 1], "o", ms=4, color=ax.lines[-1].get_color())
+    ax.contour(gx, gy, np.log1p(z + shift), levels=levels, cmap="Greys", linewidths=0.5, alpha=0.7)
+    # paths that overlap stay visible: each its own colour and dash, the first widest and beneath the rest
+    styles = [("tab:blue", "-", 2.6), ("tab:red", "--", 1.8), ("tab:green", ":", 1.8), ("tab:purple", "-.", 1.4)]
+    for k, (label, path) in enumerate(paths.items()):
+        color, dash, width = styles[k % len(styles)]
+        ax.plot(path[:, 0], path[:, 1], ls=dash, lw=width, color=color, zorder=4 + k,
+                label=label + (" (leaves the window)" if label in escaped else ""))
+        ax.plot(path[-1, 0], path[-1, 1], "o", ms=5, color=color, zorder=10)
+    first = next(iter(paths.values()))
+    ax.plot(first[0, 0], first[0, 1], "s", ms=6, color="black", zorder=11, label="start")
+    for i, m in enumerate(function.minimizers):
+        ax.plot(m[0], m[1], "*", ms=14, color="gold", mec="black", mew=1.0, zorder=12,
+                label="optimum" if i == 0 else None)
     ax.set_xlim(x_lo, x_hi)
     ax.set_ylim(y_lo, y_hi)
-    for m in function.minimizers:
-        ax.plot(m[0], m[1], "x", color="tab:orange", ms=10, mew=2.5)
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("x")
     ax.set_ylabel("y")

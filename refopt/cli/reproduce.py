@@ -220,7 +220,8 @@ def adabelief_experiment(out: str | None) -> Outcome:
             f = functions.get(name)
             contour(ax, f, {label: paths[(name, label)] for label in optimizers},
                     title=f"{name}, start {f.start}, {steps} steps")
-        fig.suptitle("AdaBelief vs Adam vs SGD with momentum (orange cross: optimum)", fontsize=11)
+        fig.suptitle("AdaBelief vs Adam vs SGD with momentum: trajectories on log-scaled contours (square: start, "
+                     "star: optimum, dot: end)", fontsize=11)
         fig.tight_layout()
         outcome.plots.append(_save(fig, out, "adabelief.png"))
         plt.close(fig)
@@ -323,27 +324,34 @@ def clipping_experiment(out: str | None) -> Outcome:
     )
     if out:
         plt = pyplot()
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+        fig, axes = plt.subplots(1, 4, figsize=(19, 4.8))
         labels = list(CLIP_REPORTED["sharp_st1b"])
+        ticks = {"-g": "−g", "-C.01(g)": "−C₀.₀₁(g)", "-C.1(g)": "−C₀.₁(g)", "-sign(g)": "−sign(g)"}
         pos = np.arange(len(labels))
-        for i, (name, shift) in enumerate((("sharp_st1b", -0.2), ("sharp_st2", 0.2))):
-            axes[0].bar(pos + shift, [measured[(name, k)][0] for k in labels], width=0.4, label=name)
-            axes[1].bar(pos + shift, [measured[(name, k)][1] for k in labels], width=0.4, label=name)
-        for ax, title in ((axes[0], "directional sharpness S (log)"), (axes[1], "best one-step decrease Δ*")):
-            ax.set_xticks(pos, labels)
+        for name, shift, color in (("sharp_st1b", -0.2, "tab:blue"), ("sharp_st2", 0.2, "tab:gray")):
+            what = "ST-1b (sharp coordinates)" if name == "sharp_st1b" else "ST-2 (rotated control)"
+            axes[0].bar(pos + shift, [measured[(name, k)][0] for k in labels], width=0.4, label=what, color=color)
+            axes[1].bar(pos + shift, [measured[(name, k)][1] for k in labels], width=0.4, label=what, color=color)
+        for ax, title, ylabel in ((axes[0], "directional sharpness along v (lower is flatter)", "S = vᵀHv / ‖v‖²"),
+                                  (axes[1], "best one-step decrease along v (higher is better)", "Δ* = ⟨g,v⟩² / (2 vᵀHv)")):
+            ax.set_xticks(pos, [ticks[k] for k in labels])
+            ax.set_xlabel("direction v at x0")
+            ax.set_ylabel(ylabel)
             ax.set_title(title, fontsize=9)
             ax.legend(fontsize=7)
         axes[0].set_yscale("log")
-        for (name, label), (loss, lr) in curves.items():
-            axes[2].plot(np.maximum(loss, 1e-300), label=f"{name} {label} (lr {lr:.3g})",
-                         ls="-" if name == "sharp_st1b" else "--")
-        axes[2].set_yscale("log")
-        axes[2].set_xlabel("step")
-        axes[2].set_ylabel("loss")
-        axes[2].set_title("200 steps at each optimizer's best lr", fontsize=9)
-        axes[2].legend(fontsize=6)
-        fig.suptitle("Coordinate-wise clipping on sharp-coordinate quadratics (ST-1b) and the rotated control (ST-2)",
-                     fontsize=10)
+        for ax, name, title in ((axes[2], "sharp_st1b", "ST-1b: loss at each optimizer's best lr"),
+                                (axes[3], "sharp_st2", "ST-2 (rotated): loss at each optimizer's best lr")):
+            for (fname, label), (loss, lr) in curves.items():
+                if fname == name:  # each problem on its own axis: the scales differ by 60 decades
+                    ax.plot(np.maximum(loss, 1e-300), label=f"{label} (lr {lr:.3g})")
+            ax.set_yscale("log")
+            ax.set_xlabel("step")
+            ax.set_ylabel("loss f(x_t)")
+            ax.set_title(title, fontsize=9)
+            ax.legend(fontsize=7)
+        fig.suptitle("Coordinate-wise clipping on sharp-coordinate quadratics (ST-1b) and the rotated control (ST-2); "
+                     "C_c(g): every coordinate of g clipped at the magnitude of its top-c fraction", fontsize=10)
         fig.tight_layout()
         outcome.plots.append(_save(fig, out, "clipping.png"))
         plt.close(fig)
@@ -383,9 +391,9 @@ def monna_experiment(out: str | None, seeds: int = 3, steps: int = 600, conventi
             accs.append(r.accuracy[-1])
             spreads.append(float(np.mean(r.spread[len(r.spread) // 2:])))
             curves.append(np.asarray(r.accuracy))
-        return float(np.mean(accs)), float(np.std(accs)), float(np.mean(spreads)), np.mean(curves, axis=0), r.eval_steps
+        return float(np.mean(accs)), float(np.std(accs)), float(np.mean(spreads)), np.asarray(curves), r.eval_steps
 
-    ref, ref_sd, _, ref_curve, eval_steps = final("dsgd", "none")
+    ref, ref_sd, _, ref_curves, eval_steps = final("dsgd", "none")
     table = {(alg, att): final(alg, att) for att in MONNA_ATTACKS for alg in MONNA_ALGORITHMS}
     rows = [Row("D-SGD, no attack (reference)", "-", f"accuracy {ref:.3f} ± {ref_sd:.3f}", None)]
     for att in MONNA_ATTACKS:
@@ -421,17 +429,28 @@ def monna_experiment(out: str | None, seeds: int = 3, steps: int = 600, conventi
         f"'{convention}'; see notes)", rows, notes)
     if out:
         plt = pyplot()
-        fig, axes = plt.subplots(1, len(MONNA_ATTACKS), figsize=(16, 4), sharey=True)
+        fig, axes = plt.subplots(1, len(MONNA_ATTACKS), figsize=(17, 4.4), sharey=True)
+        band = seeds > 1
+        everything = [ref_curves] + [table[k][3] for k in table]
+        tail = np.concatenate([c[:, len(eval_steps) // 3:].ravel() for c in everything])
+        low, high = float(np.nanmin(tail)), float(np.nanmax(tail))  # zoom on where the curves settle
         for ax, att in zip(axes, MONNA_ATTACKS):
-            ax.plot(eval_steps, ref_curve, color="black", lw=1.2, ls="--", label="D-SGD, no attack")
+            ax.plot(eval_steps, ref_curves.mean(axis=0), color="black", lw=1.2, ls="--", label="D-SGD, no attack")
             for alg in MONNA_ALGORITHMS:
-                ax.plot(eval_steps, table[(alg, att)][3], label=alg)
+                curves = table[(alg, att)][3]
+                mean = curves.mean(axis=0)
+                line, = ax.plot(eval_steps, mean, lw=1.6 if alg in ("monna", "nna") else 1.0, label=alg)
+                if band:
+                    sd = curves.std(axis=0)
+                    ax.fill_between(eval_steps, mean - sd, mean + sd, color=line.get_color(), alpha=0.15, lw=0)
             ax.set_title(f"attack: {att}", fontsize=9)
             ax.set_xlabel("step")
-            ax.set_ylim(0, 1)
-        axes[0].set_ylabel("test accuracy (honest mean)")
+            ax.set_ylim(max(0.0, low - 0.05), min(1.0, high + 0.02))
+        axes[0].set_ylabel("test accuracy (mean over honest nodes)")
         axes[0].legend(fontsize=7, loc="lower right")
-        fig.suptitle(f"26 nodes, 5 Byzantine, digits, Dirichlet α = 1, {seeds} seed(s)", fontsize=10)
+        spread = f"mean ± std over seeds 1..{seeds} (bands)" if band else "one seed (no spread: use --seeds)"
+        fig.suptitle(f"MoNNA's grid on digits: 26 nodes, 5 Byzantine, Dirichlet α = 1, {steps} steps; {spread}; "
+                     f"y-axis zoomed", fontsize=10)
         fig.tight_layout()
         outcome.plots.append(_save(fig, out, "monna.png"))
         plt.close(fig)
