@@ -463,3 +463,11 @@ def test_edge_values_give_a_report_or_one_line(capsys, argv):
         strict_json(out)
     else:
         assert code == 2 and err.startswith(f"refopt {argv[0]}: error: ") and err.count("\n") == 1, err
+
+
+def test_fed_too_many_clients_is_refused_before_the_work(capsys, monkeypatch, no_simulation):
+    monkeypatch.setattr(mpi, "available_memory", lambda: 2**30)
+    code, _, err = run(capsys, "fed", "--clients", "10000000")
+    assert code == 2 and "--clients 10,000,000 needs about" in err and err.count("\n") == 1, err
+    with pytest.raises(ValueError, match=r"simulate: clients=10,000,000 needs about .* GiB"):
+        F.simulate("fedavg", "quadratic", clients=10_000_000, horizon=1)

@@ -99,6 +99,9 @@ def options(args) -> dict:
         if args.scheme in schemes:
             value = getattr(args, name)
             kw[name] = default if value is None else value
+    if args.clients < 1:
+        raise ValueError(f"--clients must be a positive integer; got {args.clients}")
+    _mpi.check_memory(args.clients * 2048.0, f"--clients {args.clients:,}")
     times = client_times(kw["speeds"], args.clients, seed=args.seed)
     planned = clock.count_steps(args.scheme, times, horizon=args.horizon, delta_t=kw.get("delta_t"),
                                 buffer=kw.get("buffer"))

@@ -476,6 +476,8 @@ def simulate(
                     if s.ndim != 1 or s.size == 0 or s.min() < 0 or s.max() >= ytr.shape[0]:
                         raise ValueError(f"{fn}: split[{i}] must be a non-empty index array into the training set")
 
+        # per client: its exact time, a random stream, its statistics (about 2 KB, measured)
+        _mpi.check_memory(M * 2048.0, f"clients={M:,}", fn)
         times = clock.client_times(speeds, M, seed=seed)
         # MPI: rank r runs the local work of clients offsets[r] .. offsets[r+1]-1 (serial: all of them)
         offsets = _mpi.partition(M, comm.size, what="clients", where="simulate")
