@@ -33,7 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="refopt",
         description="Reference implementations of optimizer update rules: list and explain them, run them on "
         "synthetic functions, reproduce the papers' toy experiments, and check other implementations against them.",
+        epilog="Exit status (every command): 0 success; 1 a result that differs (verify: a mismatch, reproduce: a "
+        "row that DIFFERS, vectors --check: a byte that differs); 2 bad usage or an input, file or optional extra "
+        "the user must fix, with one line on stderr. A traceback is a bug in refopt.",
     )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"refopt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in _COMMANDS.items():
         module.add_parser(sub)
