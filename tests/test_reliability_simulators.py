@@ -471,3 +471,18 @@ def test_fed_too_many_clients_is_refused_before_the_work(capsys, monkeypatch, no
     assert code == 2 and "--clients 10,000,000 needs about" in err and err.count("\n") == 1, err
     with pytest.raises(ValueError, match=r"simulate: clients=10,000,000 needs about .* GiB"):
         F.simulate("fedavg", "quadratic", clients=10_000_000, horizon=1)
+
+
+def test_collab_memory_is_checked_before_the_schedule_and_the_graph(monkeypatch):
+    monkeypatch.setattr(mpi, "available_memory", lambda: 2**30)
+    data, split = _data()
+    calls = []
+
+    def schedule(t):
+        calls.append(t)
+        return 0.1
+    with pytest.raises(ValueError, match=r"steps=1,000,000,000.* needs about .* GiB of memory, more than the 1 GiB"):
+        C.simulate("dsgd", Quadratic(), data, nodes=6, steps=10**9, lr=schedule, batch_size=3, split=split)
+    assert calls == []  # refused before the schedule is evaluated
+    with pytest.raises(ValueError, match=r"nodes=1,000,000 \(the communication graph\) needs about"):
+        C.simulate("dsgd", Quadratic(), data, nodes=10**6, steps=2)

@@ -402,6 +402,7 @@ def simulate(
         kind, default_beta = ALGORITHMS[algorithm]
         n = _int(nodes, "nodes", 1)
         nb = _int(byzantine, "byzantine", 0, n - 1)
+        _mpi.check_memory(9.0 * n * n, f"nodes={n:,} (the communication graph)", "simulate")
         h = n - nb
         # MPI: rank r owns the honest nodes offsets[r] .. offsets[r+1]-1 (serial: all of them)
         offsets = _mpi.partition(h, comm.size, what=f"honest nodes (nodes={n}, byzantine={nb})", where="simulate")
@@ -414,23 +415,8 @@ def simulate(
         batch_size = _int(batch_size, "batch_size", 1)
         seed = _int(seed, "seed", 0)
         beta = default_beta if momentum is None else _real(momentum, "momentum", 0.0, 1.0)
-        if callable(lr):
-            schedule = []
-            for t in range(steps):  # every value the run will use, checked before any work
-                try:
-                    v = lr(t)
-                except Exception as exc:
-                    raise ValueError(f"simulate: the learning-rate schedule lr failed at step {t}: {exc!r}") from exc
-                if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)) or float(v) <= 0:
-                    raise ValueError(
-                        f"simulate: the learning-rate schedule lr returned {v!r} at step {t}; "
-                        "every value must be a finite real number > 0"
-                    )
-                schedule.append(float(v))
-            lr_at = schedule.__getitem__
-        else:
+        if not callable(lr):
             base_lr = _real(lr, "lr", 0.0, math.inf, low_open=True)
-            lr_at = lambda t: base_lr  # noqa: E731
         if convention not in CONVENTIONS:
             raise ValueError(f"simulate: {suggest(str(convention), list(CONVENTIONS), 'convention')}")
         if not isinstance(dtype, str) or dtype not in ("float64", "float32"):
@@ -514,8 +500,26 @@ def simulate(
         E_ = X_test.shape[0] if eval_size is None else min(eval_size, X_test.shape[0])
         width = F_ + 6 * max(F_, K)
         needed = (24.0 * h * batch_size + isz * (float(hl) * batch_size * width + float(hl) * E_ * (F_ + 3 * K)
-                  + 12.0 * n * d_ + 4.0 * h * n) + X_train.nbytes)
-        _mpi.check_memory(needed, f"nodes={n}, batch_size={batch_size}, model dim={d_}, {F_} features", "simulate")
+                  + 12.0 * n * d_ + 4.0 * h * n) + X_train.nbytes
+                  + 500.0 * steps)  # the per-step curves (four 0-d arrays a step until the end)
+        _mpi.check_memory(needed, f"nodes={n}, steps={steps:,}, batch_size={batch_size}, model dim={d_}, {F_} features",
+                          "simulate")
+        if callable(lr):
+            schedule = []
+            for t in range(steps):  # every value the run will use, checked before any work
+                try:
+                    v = lr(t)
+                except Exception as exc:
+                    raise ValueError(f"simulate: the learning-rate schedule lr failed at step {t}: {exc!r}") from exc
+                if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)) or float(v) <= 0:
+                    raise ValueError(
+                        f"simulate: the learning-rate schedule lr returned {v!r} at step {t}; "
+                        "every value must be a finite real number > 0"
+                    )
+                schedule.append(float(v))
+            lr_at = schedule.__getitem__
+        else:
+            lr_at = lambda t: base_lr  # noqa: E731
 
         # ---- set-up -------------------------------------------------------------------------
         xp = _resolve_namespace(xp)

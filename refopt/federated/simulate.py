@@ -543,9 +543,10 @@ def simulate(
                 + f"), more than the {SCHEDULE_LIMIT:,} a run may build: shorten the horizon, lengthen the client "
                 "times or delta_t, or pass max_steps to stop earlier"
             )
-        # the schedule's host memory (measured: about 320 bytes a step and 16 per aggregated client)
+        # the schedule's host memory (measured: about 320 bytes a step and 16 per aggregated client) and
+        # the curves (an evaluation at every step at most: about 600 bytes)
         per_step = M if scheme in ("fedavg", "fedfix") else (buffer if scheme == "fedbuff" else 1)
-        _mpi.check_memory(planned * (320.0 + 16.0 * per_step), f"a schedule of {planned:,} server steps", fn)
+        _mpi.check_memory(planned * (920.0 + 16.0 * per_step), f"a schedule of {planned:,} server steps", fn)
         events = clock.schedule(scheme, times, horizon=horizon_f, max_steps=max_steps, **sched_kw)
         N = len(events)
         freq = np.zeros(M)
