@@ -29,13 +29,15 @@ Masked scores are −∞, so their A is exactly 0 and so is their ∂S. The embe
 one-hot matrix product (exact: every product is by 1 or 0), which also broadcasts over many
 parameter vectors ``theta (..., dim)``.
 
-Flat layout (torch's ``parameters_to_vector`` order for the same modules)::
+Flat layout (torch's ``parameters_to_vector`` order for modules declared in this order, the
+attention as ``nn.MultiheadAttention``: in_proj weight and bias, then out_proj; heads are
+contiguous slices of q, k and v)::
 
     E (V, D) | P (context, D) | per block: γ₁ β₁ (D) W_qkv (3D, D) b_qkv (3D) W_o (D, D) b_o (D)
     γ₂ β₂ (D) W₁ (M, D) b₁ (M) W₂ (D, M) b₂ (D) | γ_f β_f (D) | W_head (V, D) b_head (V)
 
 The Hessian-vector product (:meth:`Transformer.hvp`) is exact too: the same passes differentiated
-along v (Pearlmutter's R-operator, rules in :meth:`Transformer._hvp`), at about three times the
+along v (Pearlmutter's R-operator, rules in :meth:`Transformer._hvp`), at two to three times the
 cost of a gradient.
 
 ``transformer()`` (V = 95 printable characters, context 64, D = 32, 2 heads, 1 layer, M = 128)
@@ -162,7 +164,11 @@ def _lin_back_jvp(xp, dy, Rdy, x, Rx, W, VW):
 
 
 class Transformer(Problem):
-    """A decoder-only pre-LN transformer language model (equations and layout in the module docstring)."""
+    """A decoder-only pre-LN transformer language model (equations and layout in the module docstring).
+
+    Inputs are integer token ids ``X (..., B, T)`` and next tokens ``y`` of the same shape; for the
+    :class:`Problem` interface ``features`` is the context length and ``num_classes`` the vocabulary.
+    """
 
     def __init__(self, vocab: int = 95, context: int = 64, width: int = 32, heads: int = 2, layers: int = 1,
                  mlp: int | None = None, *, init_std: float = 0.02):
