@@ -75,6 +75,7 @@ DTYPES = ("float64", "float32")
 
 FLAGS: dict[str, str] = {
     "alternating_signs": "the gradient changes sign every step: moments cancel, EMA and state-carry bugs show",
+    "factored": "params hold a vector, a matrix and a 3-D tensor: per-array norms and Adafactor's factored row/column statistics (last two axes)",
     "batched": "batch_axes=1: the leading axis indexes independent configurations (pooled quantities per row)",
     "defaults": "every hyper-parameter at the rule's default",
     "first_step": "starts from the initial state (t = 0 before the step): bias corrections at their extreme",
@@ -130,6 +131,11 @@ _CHAIN_HYPER = {"rmsprop": {"lr": 1e-3}, "adadelta": {"lr": 0.1}}
 # rules whose quantities are pooled over the whole tree: they get a dict-tree case
 _POOLED = ("normalized_sgd", "clipped_sgd", "clipped_adam")
 
+# rules that work per array (norms, factored statistics): their cases include a tree of a vector, a
+# matrix and a 3-D tensor, in every group
+_FACTORED_TREE = ("fromage", "adafactor", "clipped_adafactor")
+_FACTORED_SHAPE = {"v": [3], "w": [2, 3], "x": [2, 2, 3]}
+
 # values that switch on a real-valued option whose default is 0 (or None)
 _OPTION_REALS = {
     "momentum": 0.9,
@@ -160,6 +166,8 @@ _COMPANIONS: dict[str, dict[str, Any]] = {
 }
 # required preset arguments (optax's learning_rate) get this value
 _PRESET_REQUIRED = {"learning_rate": 1e-3}
+# presets whose defaults refopt refuses (a bfloat16 buffer) get these arguments instead
+_PRESET_ARGS = {"pytorch_optimizer.AdaFactor": {"betas": (None, 0.999)}}
 
 
 # ---------------------------------------------------------------------------------------
@@ -535,6 +543,7 @@ def _configs(name: str) -> list[dict]:
         if pre.rule != name:
             continue
         args = {k: _PRESET_REQUIRED[k] for k, v in pre.args.items() if v is presets.REQUIRED}
+        args.update(_PRESET_ARGS.get(pname, {}))
         flags = ["preset"]
         built = presets.get(pname, **args)
         if built.hyper.get("weight_decay"):
@@ -566,9 +575,20 @@ def _case_specs(name: str, config: dict, shape: list[int]) -> list[dict]:
                          f"is stored; recorded at t = 1 and every {_CHAIN_EVERY} steps")}
     if config.get("chain_only"):
         return [chain]
+    factored = None
+    if name in _FACTORED_TREE:
+        rf = rand("factored")
+        fshape = _FACTORED_SHAPE
+        factored = {"kind": "tree", "flags": ["factored", "first_step", "multi_step", "tree"], "steps": 3,
+                    "params0": {k: rf.values(_size(s), -2.0, 2.0) for k, s in fshape.items()},
+                    "grads": [{k: rf.values(_size(s), -1.0, 1.0) for k, s in fshape.items()} for _ in range(3)],
+                    "shape": fshape,
+                    "comment": "params {'v': vector, 'w': 2x3 matrix, 'x': 2x2x3 tensor}: per-array and factored quantities"}
     if config["key"] != "defaults":
         out.append({"kind": "multi_step", "flags": ["first_step", "multi_step"], "steps": 3, "params0": p0,
                     "grads": steps_of(r, 3), "comment": "three steps from the initial state, random gradients"})
+        if factored is not None:
+            out.append(factored)
         return out
     out.append({"kind": "first_step", "flags": ["first_step"], "steps": 1, "params0": p0,
                 "grads": steps_of(r, 1), "comment": "one step from the initial state"})
@@ -617,6 +637,8 @@ def _case_specs(name: str, config: dict, shape: list[int]) -> list[dict]:
         out.append({"kind": "tree", "flags": ["first_step", "multi_step", "tree"], "steps": 3, "params0": p0,
                     "grads": grads, "shape": tshape,
                     "comment": "params {'a', 'b'}: the pooled quantity spans both leaves"})
+    if factored is not None:
+        out.append(factored)
     if name not in _CHAIN_HYPER:
         out.append(chain)
     return out
@@ -683,15 +705,25 @@ def _exact_exp(x):
 
 
 def _exact_power(base, exponent):
-    """Correctly rounded ``base ** exponent`` (an int, or 0.5) on the host, like ``_array.host_power``."""
+    """Correctly rounded ``base ** exponent`` (an int, 0.5 or any real) on the host, like ``_array.host_power``."""
     if isinstance(base, np.ndarray):
         return np.array([_exact_power(float(b), exponent) for b in base.reshape(-1).tolist()],
                         dtype=np.float64).reshape(base.shape)
     b = float(base)
-    if math.isnan(b) or math.isinf(b) or b < 0 or not (exponent == 0.5 or float(exponent).is_integer()):
+    if isinstance(exponent, np.ndarray):  # a batched exponent (NAdam's t·ψ): element by element
+        return np.array([_exact_power(b, float(e)) for e in exponent.reshape(-1).tolist()],
+                        dtype=np.float64).reshape(exponent.shape)
+    if math.isnan(b) or math.isinf(b) or b < 0 or not math.isfinite(float(exponent)):
         return b**exponent
     d = decimal.Decimal(b)
-    r = d.sqrt(_CONTEXT) if exponent == 0.5 else _CONTEXT.power(d, int(exponent))
+    if exponent == 0.5:
+        r = d.sqrt(_CONTEXT)
+    elif float(exponent).is_integer():
+        r = _CONTEXT.power(d, int(exponent))
+    elif b == 0:
+        return b**exponent
+    else:  # a real exponent (NAdam's 0.96^{tψ}): decimal's power is correctly rounded at 60 digits
+        r = _CONTEXT.power(d, decimal.Decimal(float(exponent)))
     return _round_to(r, np.dtype(np.float64))
 
 
@@ -910,14 +942,17 @@ def _locate(old: dict, new: dict, limit: int = 5) -> list[str]:
     return found
 
 
-def check(rules_: Any = None) -> list[str]:
+def check(rules_: Any = None, progress=None) -> list[str]:
     """Regenerate in memory and compare bytes with the files; a list of differences (empty: all equal).
 
     Each difference names the rule and file, then the first differing case id and field.
-    With ``rules_=None`` a vectors file for an unknown rule is reported too.
+    With ``rules_=None`` a vectors file for an unknown rule is reported too.  ``progress``, when
+    given, is called with each rule's name before it is checked.
     """
     problems: list[str] = []
     for name in _selected(rules_):
+        if progress is not None:
+            progress(name)
         target = path(name)
         expected = dumps(generate(name)).encode("utf-8")
         if not target.is_file():

@@ -148,16 +148,19 @@ def copy_bandwidth(ctx: Context) -> float:
 
 
 def run(backend: str = "numpy", sections: Iterable[str] | None = None, quick: bool = False, repeat: int = 5,
-        progress=None) -> dict[str, Any]:
+        progress=None, on_timed=None) -> dict[str, Any]:
     """Run the sections; returns ``{"backend", "machine", "copy_gbps", "seconds", "rows"}``.
 
-    ``progress``: a callable given each section's name as it starts (the CLI prints it).
+    ``progress``: a callable given each section's name as it starts; ``on_timed``: one called
+    after each timed case (the CLI draws its progress bar with them).
     """
     chosen = list(SECTIONS if sections is None else sections)
     unknown = [s for s in chosen if s not in SECTIONS]
     if unknown:
         raise ValueError(f"unknown section {unknown[0]!r}; the sections are {', '.join(SECTIONS)}")
     ctx = make_context(backend, quick=quick, repeat=repeat)
+    if on_timed is not None:
+        ctx.on_timed = on_timed
     start = time.perf_counter()
     ctx.copy_gbps = copy_bandwidth(ctx)
     rows: list[Row] = []

@@ -68,6 +68,7 @@ class Context:
     info: dict[str, Any] = field(default_factory=dict)
     asarray: Callable[[Any], Any] = lambda a: a  # a host NumPy array -> an array of this backend
     device: Any = None  # where arrays are made: "cuda"/"cpu" for torch, None (the default) otherwise
+    on_timed: Callable[[], None] = lambda: None  # called after each timed case (the CLI's progress bar)
 
     def time(self, fn: Callable[[], Any], repeat: int | None = None, warmup: int = 1) -> float:
         """Best wall time of ``fn()`` over ``repeat`` calls, after ``warmup`` untimed ones."""
@@ -86,6 +87,7 @@ class Context:
         finally:
             if gc_was:
                 gc.enable()
+        self.on_timed()
         return best
 
 

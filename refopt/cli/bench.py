@@ -7,7 +7,8 @@ usage (an unknown section, a backend that is not installed).
 from __future__ import annotations
 
 import json
-import sys
+
+from . import _progress
 
 
 def add_parser(sub) -> None:
@@ -28,16 +29,15 @@ def add_parser(sub) -> None:
     p.add_argument("--repeat", type=int, default=5, help="timed calls per case, best kept (default 5)")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of the table")
     p.add_argument("--save", metavar="PATH", help="also write the JSON report to PATH")
+    _progress.add_flag(p)
 
 
 def run(args) -> int:
     from .. import bench
 
-    def progress(name):
-        if not args.json:
-            print(f"... {name}", file=sys.stderr, flush=True)
-
-    report = bench.run(args.backend, sections=args.section, quick=args.quick, repeat=args.repeat, progress=progress)
+    with _progress.Bar(None, "bench", _progress.wanted(args), unit=" timings") as bar:
+        report = bench.run(args.backend, sections=args.section, quick=args.quick, repeat=args.repeat,
+                           progress=lambda name: bar.describe(f"bench: {name}"), on_timed=bar.update)
     text = json.dumps(report, indent=1, ensure_ascii=False)
     if args.save:
         with open(args.save, "w", encoding="utf-8") as fh:

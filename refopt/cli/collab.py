@@ -16,7 +16,7 @@ import numpy as np
 from .. import mpi as _mpi, problems
 from ..collaborative import monna_lr, simulate
 from ._plot import pyplot
-from .run import _Progress
+from . import _progress
 
 ALGORITHMS = ("dsgd", "monna", "nna", "mocwtm", "bridge", "mogm", "gm", "scc")
 # CLI attack names -> (simulate()'s attack name, parameters). ALIE is line-searched against the
@@ -72,6 +72,7 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     p.add_argument("--plot", metavar="PATH", help="write accuracy and loss curves")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the text summary")
+    _progress.add_flag(p)
 
 
 def check_output(path: str, option: str) -> None:
@@ -153,9 +154,10 @@ def _run(args, comm) -> int:
             cupy.cuda.Device(comm.local_rank % cupy.cuda.runtime.getDeviceCount()).use()
     if args.attack in DEPRECATED_ATTACKS and comm.rank == 0:
         print(f"refopt collab: note: {DEPRECATED_ATTACKS[args.attack]}", file=sys.stderr)
-    progress = _Progress(args.steps, threshold=500) if comm.rank == 0 else None
-    with np.errstate(over="ignore", invalid="ignore"):
-        result = simulate(args.algorithm, problem, data, progress=progress, comm=comm, **kwargs)
+    show = _progress.wanted(args, rank=comm.rank) and (args.steps >= 500 or args.progress is True)
+    with np.errstate(over="ignore", invalid="ignore"), \
+            _progress.Bar(args.steps, f"{args.algorithm} under {args.attack}", show, unit=" steps") as bar:
+        result = simulate(args.algorithm, problem, data, progress=bar.step, comm=comm, **kwargs)
     if comm.rank != 0:  # every rank holds the same result; rank 0 reports it
         return 0
     out = result.to_dict()

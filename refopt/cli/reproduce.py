@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import diagnostics, functions, rules, transforms
 from ..run import run as run_rule
+from . import _progress
 from ._plot import contour, have_matplotlib, pyplot
 
 EXPERIMENTS = ("diffgrad", "adabelief", "clipping", "monna", "fedfix")  # "all": the five papers, in this order
@@ -48,6 +49,7 @@ def add_parser(sub) -> None:
     p.add_argument("--convention", choices=("all", "code"), default="all",
                    help="monna: receive sets of the paper's algorithm (all-to-all) or of its code (n-f received), "
                    "which produced the paper's figures")
+    _progress.add_flag(p)
 
 
 @dataclass
@@ -368,7 +370,7 @@ MONNA_ATTACKS = ("alie", "foe", "sign_flipping", "label_flipping")
 
 
 def monna_experiment(out: str | None, seeds: int = 3, steps: int = 600, convention: str = "all",
-                     quick: bool = False) -> Outcome:
+                     quick: bool = False, tick=None) -> Outcome:
     from .. import problems
     from ..collaborative import monna_lr, simulate
     from .collab import ATTACKS
@@ -388,6 +390,8 @@ def monna_experiment(out: str | None, seeds: int = 3, steps: int = 600, conventi
             with np.errstate(over="ignore", invalid="ignore"):
                 r = simulate(algorithm, problem, data, byzantine=byz, f=5 if byz else 0, attack=name,
                              attack_params=params, seed=seed, **common)
+            if tick is not None:
+                tick()
             accs.append(r.accuracy[-1])
             spreads.append(float(np.mean(r.spread[len(r.spread) // 2:])))
             curves.append(np.asarray(r.accuracy))
@@ -484,18 +488,23 @@ def run(args) -> int:
         else:
             print("(no plots: matplotlib is not installed; pip install 'refopt[plot]')\n")
     failed = []
+    bar = _progress.Bar(None, "reproduce", _progress.wanted(args), unit=" runs")
     for name in chosen:
         start = time.perf_counter()
+        bar.describe(f"reproduce {name}")
         if name in SLOW and quick:
-            outcome = RUNNERS[name](out, convention=args.convention, quick=True, **QUICK_MONNA)
+            outcome = RUNNERS[name](out, convention=args.convention, quick=True, tick=bar.update, **QUICK_MONNA)
         elif name in SLOW:
-            outcome = RUNNERS[name](out, seeds=args.seeds, steps=args.steps, convention=args.convention)
+            outcome = RUNNERS[name](out, seeds=args.seeds, steps=args.steps, convention=args.convention,
+                                    tick=bar.update)
         else:
             outcome = RUNNERS[name](out)
+        bar.update()
         print(outcome.render())
         print(f"  ({time.perf_counter() - start:.1f} s)\n")
         if not outcome.passed:
             failed.append(name)
+    bar.close()
     if failed:
         print(f"refopt reproduce: {', '.join(failed)} differ from the reported outcome (rows marked DIFFERS)")
         return 1

@@ -11,6 +11,7 @@ from .. import functions, rules
 from ..run import run as run_rule
 from ._hyper import parse_hyper
 from ._plot import contour, pyplot
+from . import _progress
 
 
 def add_parser(sub) -> None:
@@ -30,6 +31,7 @@ def add_parser(sub) -> None:
                    help="dtype of the start points and of every step (default float64)")
     p.add_argument("--csv", metavar="PATH", help="write step, run, coordinates and loss of every iterate")
     p.add_argument("--plot", metavar="PATH", help="write a plot (contours and trajectories in 2-D, x or loss versus step otherwise)")
+    _progress.add_flag(p)
 
 
 def _start(function, items, dtype) -> np.ndarray:
@@ -53,22 +55,6 @@ def _start(function, items, dtype) -> np.ndarray:
     return x0[0] if len(points) == 1 else x0
 
 
-class _Progress:
-    """A one-line progress bar on stderr for long runs (only when stderr is a terminal)."""
-
-    def __init__(self, steps: int, threshold: int = 2000):
-        self.active = steps >= threshold and sys.stderr.isatty()
-        self.width = 30
-
-    def __call__(self, k: int, steps: int) -> None:
-        if self.active and (k == steps or k % max(1, steps // 100) == 0):
-            done = int(self.width * k / steps)
-            sys.stderr.write(f"\r[{'#' * done}{'.' * (self.width - done)}] {k}/{steps}")
-            if k == steps:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 def run(args) -> int:
     if args.steps < 1:
         raise ValueError(f"--steps must be a positive integer; got {args.steps}")
@@ -76,7 +62,9 @@ def run(args) -> int:
     function = functions.get(args.function, **parse_hyper(args.param))
     x0 = _start(function, args.x0, np.dtype(args.dtype))
     with np.errstate(over="ignore", invalid="ignore"):
-        result = run_rule(rule, function, x0, args.steps, progress=_Progress(args.steps))
+        with _progress.Bar(args.steps, f"{rule.name} on {function.name}", _progress.wanted(args) and
+                           (args.steps >= 2000 or args.progress is True), unit=" steps") as bar:
+            result = run_rule(rule, function, x0, args.steps, progress=bar.step)
     x = np.asarray(result.x).reshape(args.steps + 1, -1, function.dim)
     loss = np.asarray(result.loss).reshape(args.steps + 1, -1)
     minimizers = np.asarray(function.minimizers, dtype=np.float64)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 from .. import vectors
+from . import _progress
 
 
 def add_parser(sub) -> None:
@@ -26,6 +27,7 @@ def add_parser(sub) -> None:
     mode.add_argument("--write", action="store_true", help="regenerate and write the files")
     mode.add_argument("--check", action="store_true", help="regenerate in memory and compare bytes with the files")
     p.add_argument("--rule", action="append", metavar="R", help="only this rule (repeatable; default: every rule)")
+    _progress.add_flag(p)
 
 
 def run(args) -> int:
@@ -37,8 +39,9 @@ def run(args) -> int:
         for target in vectors.write(selection):
             print(f"wrote {target}")
         return 0
-    problems = vectors.check(selection)
     names = selection or vectors.rules.names()
+    with _progress.Bar(len(names), "vectors --check", _progress.wanted(args), unit=" rules") as bar:
+        problems = vectors.check(selection, progress=lambda name: (bar.describe(f"checking {name}"), bar.update()))
     if problems:
         print(f"refopt vectors: {len(problems)} of the vectors differ from what refopt generates:", file=sys.stderr)
         for p in problems:
