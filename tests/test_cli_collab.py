@@ -64,7 +64,7 @@ def test_reproduce_monna_reduced_grid(capsys):
     code, out, _ = run(capsys, "reproduce", "monna", "--seeds", "1", "--steps", "20", "--no-plots",
                        "--convention", "code")
     assert code in (0, 1)  # verdicts are meaningful at the default 600 steps only
-    for attack in ("alie", "foe", "sign_flipping", "label_flipping"):
+    for attack in ("alie", "optimal_foe", "sign_flipping", "label_flipping"):
         assert re.search(rf"^\s+{attack}\s+MoNNA vs D-SGD", out, re.M), attack
     assert "D-SGD, no attack (reference)" in out
     assert "receive sets 'code'" in out

@@ -366,7 +366,7 @@ def clipping_experiment(out: str | None) -> Outcome:
 # ---------------------------------------------------------------------------------------
 
 MONNA_ALGORITHMS = ("monna", "nna", "mocwtm", "bridge")
-MONNA_ATTACKS = ("alie", "foe", "sign_flipping", "label_flipping")
+MONNA_ATTACKS = ("alie", "optimal_foe", "sign_flipping", "label_flipping")
 
 
 def monna_experiment(out: str | None, seeds: int = 3, steps: int = 600, convention: str = "all",
@@ -403,16 +403,16 @@ def monna_experiment(out: str | None, seeds: int = 3, steps: int = 600, conventi
     for att in MONNA_ATTACKS:
         m, m_sd, m_spread, _, _ = table[("monna", att)]
         n, n_sd, n_spread, _, _ = table[("nna", att)]
-        rows.append(Row(f"{att:<14} MoNNA vs D-SGD", "tracks D-SGD", f"{m:.3f} ± {m_sd:.3f} ({m - ref:+.3f})",
+        rows.append(Row(f"{att:<15} MoNNA vs D-SGD", "tracks D-SGD", f"{m:.3f} ± {m_sd:.3f} ({m - ref:+.3f})",
                         None if quick else bool(m >= ref - 0.02)))
-        rows.append(Row(f"{att:<14} NNA (no momentum)", "below MoNNA" if att in ("alie", "foe") else "-",
+        rows.append(Row(f"{att:<15} NNA (no momentum)", "below MoNNA" if att in ("alie", "optimal_foe") else "-",
                         f"{n:.3f} ± {n_sd:.3f} ({n - m:+.3f} vs MoNNA)",
-                        bool(n < m - 0.01) if att in ("alie", "foe") and not quick else None))
+                        bool(n < m - 0.01) if att in ("alie", "optimal_foe") and not quick else None))
         for alg in ("mocwtm", "bridge"):
             a, a_sd, _, _, _ = table[(alg, att)]
-            rows.append(Row(f"{att:<14} {alg}", "-", f"{a:.3f} ± {a_sd:.3f}", None))
+            rows.append(Row(f"{att:<15} {alg}", "-", f"{a:.3f} ± {a_sd:.3f}", None))
     spread_note = ", ".join(
-        f"{att}: MoNNA {table[('monna', att)][2]:.2g} / NNA {table[('nna', att)][2]:.2g}" for att in ("alie", "foe"))
+        f"{att}: MoNNA {table[('monna', att)][2]:.2g} / NNA {table[('nna', att)][2]:.2g}" for att in ("alie", "optimal_foe"))
     notes = [
         *(["QUICK MODE (refopt reproduce all): one seed and 200 steps, so no verdict is judged; "
            "`refopt reproduce monna` (or `all --full`) runs the grid at full size and judges it."] if quick else []),
