@@ -121,7 +121,7 @@ class Problem:
           + (δᵢ + u Σⱼ |Hᵢⱼ| |θⱼ|) / h                    (rounding)
 
         where δᵢ bounds the float64 rounding error of ∇ᵢL and u = 2⁻⁵³ (θ ± h v are rounded
-        to float64). With θ and v scaled to O(1), the first term is ~h² ≈ 4e-11 times the third
+        to float64). With θ and v scaled to O(1), the first term is ~h²/6 ≈ 1e-11 times the third
         derivative and the second ~u/h ≈ 1.5e-11 times the gradient's and Hessian's scales: the
         step 2⁻¹⁷ ≈ ∛(2⁻⁵²) is the one that balances the two, so the result carries about
         ten significant digits (the tests check 1e-6 relative against torch's double
