@@ -61,3 +61,21 @@ def test_table_and_bad_usage(capsys):
         bench.make_context("jax")
     with pytest.raises(SystemExit):
         main(["bench", "--section", "nope"])
+
+
+def test_timings_keep_their_spread_through_rows_copies_and_division():
+    import copy
+    import pickle
+
+    from refopt.bench._common import Row, Timing
+
+    t = Timing([0.3, 0.1, 0.2, 0.4])
+    assert float(t) == 0.1 and t.median == 0.25 and t.max == 0.4 and t.repeats == 4
+    per = t / 2
+    assert (float(per), per.median, per.max, per.repeats) == (0.05, 0.125, 0.2, 4)
+    for again in (copy.deepcopy(t), pickle.loads(pickle.dumps(t))):
+        assert (float(again), again.median, again.max, again.repeats) == (0.1, 0.25, 0.4, 4)
+    row = Row("steps", "adam", "1e4", "reference", t, peer="torch", peer_seconds=Timing([0.2]), ratio=2.0).as_dict()
+    assert row["seconds"] == 0.1 and type(row["seconds"]) is float
+    assert row["seconds_spread"] == {"min": 0.1, "median": 0.25, "max": 0.4, "repeats": 4}
+    assert row["peer_seconds_spread"]["repeats"] == 1

@@ -194,16 +194,18 @@ def table(report: dict[str, Any]) -> str:
         f"refopt bench --backend {report['backend']}{' --quick' if report['quick'] else ''}: {m.get('cpu')}, "
         f"{m.get('cores')} cores" + (f", {m['gpu']}" if "gpu" in m else "")
         + f"; numpy {m.get('numpy')}" + (f", torch {m['torch']}" if "torch" in m else ""),
-        f"copy bandwidth {report['copy_gbps']:.1f} GB/s (read + write); ratio = peer time / time "
-        f"(above 1: faster than the peer)",
+        f"copy bandwidth {report['copy_gbps']:.1f} GB/s (read + write); time = best of the repeats, max/min = "
+        f"worst over best (the spread; --json has min/median/max); ratio = peer time / time (above 1: faster than "
+        f"the peer)",
     ]
-    header = ("case", "size", "impl", "time", "ratio", "vs", "GB/s", "%copy", "target")
-    right = {"time", "ratio", "GB/s", "%copy"}
+    header = ("case", "size", "impl", "time", "max/min", "ratio", "vs", "GB/s", "%copy", "target")
+    right = {"time", "max/min", "ratio", "GB/s", "%copy"}
     sections: dict[str, list] = {}
     for r in report["rows"]:
         target = f"{r['target']}: {'met' if r.get('met') else 'NOT met'}" if r.get("target") else ""
         cells = (
             r["case"], r["size"], r["impl"], _si(r["seconds"]),
+            f"{r['seconds_spread']['max'] / r['seconds']:.2f}" if "seconds_spread" in r and r["seconds"] > 0 else "",
             f"{r['ratio']:.2f}x" if r.get("ratio") is not None else "", r.get("peer") or "",
             f"{r['gbps']:.1f}" if r.get("gbps") is not None else "",
             f"{100 * r['of_copy']:.0f}%" if r.get("of_copy") is not None else "", target,

@@ -18,6 +18,46 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 
+class Timing(float):
+    """The best of several timed calls (the float itself), with the spread of all of them:
+    ``median`` and ``max`` seconds and the number of ``repeats``.  Rows report the spread so that
+    a run whose time swings (page faults, a busy machine) shows it instead of hiding it."""
+
+    median: float
+    max: float
+    repeats: int
+
+    def __new__(cls, times):
+        times = sorted([float(times)] if isinstance(times, (int, float)) else times)  # a number: copy, pickle
+        self = super().__new__(cls, times[0])
+        self.median = times[len(times) // 2] if len(times) % 2 else 0.5 * (times[len(times) // 2 - 1] + times[len(times) // 2])
+        self.max = times[-1]
+        self.repeats = len(times)
+        return self
+
+    def __reduce__(self):
+        return (_timing, (float(self), self.median, self.max, self.repeats))
+
+    def __truediv__(self, k):
+        """The same timings per unit of work (``seconds / steps``), spread kept."""
+        if not isinstance(k, (int, float)) or isinstance(k, bool):
+            return NotImplemented
+        return _timing(float(self) / k, self.median / k, self.max / k, self.repeats)
+
+
+def _timing(best: float, median: float, worst: float, repeats: int) -> Timing:
+    t = Timing(best)
+    t.median, t.max, t.repeats = median, worst, repeats
+    return t
+
+
+def spread(seconds: Any) -> dict[str, Any] | None:
+    """``{"min", "median", "max", "repeats"}`` of a :class:`Timing`, or None for a plain number."""
+    if not isinstance(seconds, Timing):
+        return None
+    return {"min": float(seconds), "median": seconds.median, "max": seconds.max, "repeats": seconds.repeats}
+
+
 @dataclass
 class Row:
     """One measured case.
@@ -44,7 +84,12 @@ class Row:
     note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None and v != ""}
+        out = {k: (float(v) if isinstance(v, float) else v) for k, v in asdict(self).items() if v is not None and v != ""}
+        for key in ("seconds", "peer_seconds"):
+            s = spread(getattr(self, key))
+            if s is not None:
+                out[f"{key}_spread"] = s
+        return out
 
 
 @dataclass
@@ -70,25 +115,26 @@ class Context:
     device: Any = None  # where arrays are made: "cuda"/"cpu" for torch, None (the default) otherwise
     on_timed: Callable[[], None] = lambda: None  # called after each timed case (the CLI's progress bar)
 
-    def time(self, fn: Callable[[], Any], repeat: int | None = None, warmup: int = 1) -> float:
-        """Best wall time of ``fn()`` over ``repeat`` calls, after ``warmup`` untimed ones."""
+    def time(self, fn: Callable[[], Any], repeat: int | None = None, warmup: int = 1) -> Timing:
+        """Best wall time of ``fn()`` over ``repeat`` calls, after ``warmup`` untimed ones, with the
+        median and the worst (a :class:`Timing`)."""
         for _ in range(warmup):
             fn()
         self.sync()
-        best = float("inf")
+        times = []
         gc_was = gc.isenabled()
         gc.disable()
         try:
-            for _ in range(repeat if repeat is not None else self.repeat):
+            for _ in range(max(1, repeat if repeat is not None else self.repeat)):
                 t0 = time.perf_counter()
                 fn()
                 self.sync()
-                best = min(best, time.perf_counter() - t0)
+                times.append(time.perf_counter() - t0)
         finally:
             if gc_was:
                 gc.enable()
         self.on_timed()
-        return best
+        return Timing(times)
 
 
 def ratio_row(section, case, size, impl, seconds, peer, peer_seconds, **extra) -> Row:
