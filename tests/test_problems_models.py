@@ -434,3 +434,17 @@ def test_on_batch_feeds_the_diagnostics():
     q = P.quadratic_clients([[1.0, 2.0]], [[2.0, 3.0]])
     fq = q.on_batch()
     np.testing.assert_array_equal(fq.hvp(np.zeros((1, 2)), np.ones((1, 2))), [[2.0, 3.0]])
+
+
+def test_train_batched_hyper_parameters_equal_separate_runs():
+    import refopt as ro
+
+    t = P.transformer(context=16, width=16, heads=2, mlp=32)
+    lrs = [1e-3, 1e-2]
+    res = P.train(t, ro.rules.adam(lr=np.array([[lr] for lr in lrs])), steps=4, batch_size=4, seed=3,
+                  theta0=np.stack([t.init(3)] * len(lrs)))
+    assert res.losses.shape == (4, len(lrs))
+    for i, lr in enumerate(lrs):
+        one = P.train(t, ro.rules.adam(lr=lr), steps=4, batch_size=4, seed=3)
+        np.testing.assert_array_equal(res.losses[:, i], one.losses)
+        np.testing.assert_array_equal(res.theta[i], one.theta)

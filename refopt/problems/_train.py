@@ -14,7 +14,10 @@ replacement by ``numpy.random.default_rng(seed)``, one draw per step. ``theta0``
 ``problem.init(seed)`` as float64 NumPy; pass an array of any library (and dtype) to train on
 that backend: batches are moved next to it. Problems without data (quadratic clients) take no
 batches. A loss with leading axes (many parameter vectors, e.g. ``theta0 (nodes, dim)``) is
-recorded whole; the run diverges at the first step where any entry is not finite.
+recorded whole; the run diverges at the first step where any entry is not finite. With
+``theta0 (K, dim)`` and a rule whose hyper-parameters have shape ``(K, 1)`` (e.g.
+``adam(lr=np.array([[1e-3], [1e-2]]))``), K configurations train in one array program on the same
+batches, equal to K separate runs.
 """
 
 from __future__ import annotations
