@@ -37,6 +37,7 @@ from ._targets import flat_hyper, invert
 ROUNDING_ULP = 64
 MAX_CANDIDATES = 300
 MAX_CASES = 6
+ORDER = {"base": 0, "bug": 1, "preset": 2, "option": 3}  # at equal size: the more specific name first
 
 
 @dataclass
@@ -132,8 +133,7 @@ def candidates(rule_name: str, configs: list) -> list[Candidate]:
         bug_options.append(options)
     # an option change that a catalogue entry names is reported as that entry, which says more
     out = [c for c in out if not (c.kind == "option" and c.changes in bug_options)]
-    order = {"base": 0, "bug": 1, "preset": 2, "option": 3}
-    return sorted(out, key=lambda c: (c.size, order[c.kind]))
+    return sorted(out, key=lambda c: (c.size, ORDER[c.kind]))
 
 
 def _distance(case, target_out, cand_out):
@@ -153,7 +153,6 @@ def _distance(case, target_out, cand_out):
 
 
 MAX_GROUPS = 8
-ORDER = {"base": 0, "bug": 1, "preset": 2, "option": 3}
 
 
 def identify(rule_name: str, failing: list) -> dict:
