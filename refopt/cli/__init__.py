@@ -12,6 +12,7 @@ from . import fed as _fed
 from . import listing as _listing
 from . import reproduce as _reproduce
 from . import run as _run
+from . import train as _train
 from . import vectors as _vectors
 from . import verify as _verify
 
@@ -19,6 +20,7 @@ _COMMANDS = {
     "list": _listing,
     "explain": _explain,
     "run": _run,
+    "train": _train,
     "reproduce": _reproduce,
     "collab": _collab,
     "fed": _fed,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 
@@ -15,6 +17,26 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def check_output(path: str, option: str) -> None:
+    """Before any work: ``path`` (an output file) can be written -- its directory exists and is
+    writable, and it is not itself a directory (ValueError naming the option otherwise)."""
+    full = os.path.abspath(os.path.expanduser(path))
+    folder = os.path.dirname(full)
+    if os.path.isdir(full):
+        raise ValueError(f"{option} {path!r} is a directory; give a file name")
+    if not os.path.isdir(folder):
+        raise ValueError(f"{option} {path!r}: the directory {folder!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(full) and not os.access(full, os.W_OK)):
+        raise ValueError(f"{option} {path!r} is not writable")
+
+
+def check_plot(path: str) -> None:
+    """Before any work: the plot can be written (:func:`check_output`) and matplotlib imports
+    (ImportError with the install hint otherwise)."""
+    check_output(path, "--plot")
+    pyplot()
 
 
 def have_matplotlib() -> bool:

@@ -8,14 +8,13 @@ field ``steps_per_second`` aside); the other ranks stay quiet.
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import numpy as np
 
 from .. import mpi as _mpi, problems
 from ..collaborative import monna_lr, simulate
-from ._plot import pyplot
+from ._plot import check_plot, pyplot
 from . import _progress
 
 ALGORITHMS = ("dsgd", "monna", "nna", "mocwtm", "bridge", "mogm", "gm", "scc")
@@ -73,26 +72,6 @@ def add_parser(sub) -> None:
     p.add_argument("--plot", metavar="PATH", help="write accuracy and loss curves")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the text summary")
     _progress.add_flag(p)
-
-
-def check_output(path: str, option: str) -> None:
-    """Before any work: ``path`` (an output file) can be written -- its directory exists and is
-    writable, and it is not itself a directory (ValueError naming the option otherwise)."""
-    full = os.path.abspath(os.path.expanduser(path))
-    folder = os.path.dirname(full)
-    if os.path.isdir(full):
-        raise ValueError(f"{option} {path!r} is a directory; give a file name")
-    if not os.path.isdir(folder):
-        raise ValueError(f"{option} {path!r}: the directory {folder!r} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(full) and not os.access(full, os.W_OK)):
-        raise ValueError(f"{option} {path!r} is not writable")
-
-
-def check_plot(path: str) -> None:
-    """Before any work: the plot can be written (:func:`check_output`) and matplotlib imports
-    (ImportError with the install hint otherwise)."""
-    check_output(path, "--plot")
-    pyplot()
 
 
 def namespace(name: str):

@@ -15,8 +15,7 @@ import numpy as np
 
 from .. import mpi as _mpi
 from ..federated import SCHEMES, client_times, clock, simulate, theory
-from ._plot import pyplot
-from .collab import check_plot
+from ._plot import check_plot, pyplot
 
 STALENESS = ("constant", "polynomial", "hinge")
 #: the default --max-steps: about 2 minutes and 400 MB of schedule on one core

@@ -46,8 +46,10 @@ class TrainResult:
 
 
 def train(problem: Problem, rule: Any, steps: int, batch_size: int = 16, seed: int = 0, *,
-          theta0: Any = None, data: tuple | None = None) -> TrainResult:
-    """Run ``steps`` steps of ``rule`` on ``problem`` (module docstring); stop at the first non-finite loss."""
+          theta0: Any = None, data: tuple | None = None, progress: Any = None) -> TrainResult:
+    """Run ``steps`` steps of ``rule`` on ``problem`` (module docstring); stop at the first non-finite loss.
+
+    ``progress``: called as ``progress(k, steps)`` after step k (a progress-bar hook)."""
     from ._host import all_finite, batch_pool, losses_array
 
     fn = "train"
@@ -63,6 +65,8 @@ def train(problem: Problem, rule: Any, steps: int, batch_size: int = 16, seed: i
         raise TypeError(f"{fn}: theta0 must be an array of shape (..., {problem.dim}); got {type(theta).__name__}")
     if theta.ndim == 0 or theta.shape[-1] != problem.dim:
         raise ValueError(f"{fn}: theta0 must have shape (..., {problem.dim}); got shape {tuple(theta.shape)}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"{fn}: progress must be a callable progress(k, steps) or None; got {type(progress).__name__}")
     draw = None
     if data is not None:
         if not problem.needs_data:
@@ -88,4 +92,6 @@ def train(problem: Problem, rule: Any, steps: int, batch_size: int = 16, seed: i
             diverged_at = k
             break
         theta, state = rule.step(theta, g, state)
+        if progress is not None:
+            progress(k + 1, steps)
     return TrainResult(theta=theta, losses=losses_array(losses), diverged_at=diverged_at, steps_run=len(losses))
