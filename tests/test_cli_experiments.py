@@ -108,7 +108,8 @@ def test_reproduce_all_runs_the_five_papers_with_monna_quick(capsys, monkeypatch
     monkeypatch.setattr(reproduce, "RUNNERS", {n: fake(n) for n in reproduce.RUNNERS})
     code, out, _ = run(capsys, "reproduce", "all", "--no-plots")
     assert code == 0
-    assert [n for n, _ in calls] == ["diffgrad", "adabelief", "clipping", "monna", "fedfix"]
+    assert [n for n, _ in calls] == ["diffgrad", "adabelief", "clipping", "sharpness", "monna", "fedfix"]
+    assert dict(calls)["sharpness"]["quick"] is True and dict(calls)["sharpness"]["seeds"] == 1
     assert dict(calls)["monna"]["quick"] is True and dict(calls)["monna"]["steps"] == 200
     calls.clear()
     run(capsys, "reproduce", "all", "--no-plots", "--full", "--steps", "50")
@@ -125,6 +126,7 @@ def test_monna_quick_mode_judges_no_verdict():
 
 @pytest.mark.parametrize("experiment, kwargs", [
     ("diffgrad", {}), ("adabelief", {}), ("clipping", {}), ("monna", {"seeds": 2, "steps": 4}),
+    ("sharpness", {"seeds": 2, "checkpoints": (2, 4)}),
 ])
 def test_every_figure_is_written_with_titled_and_labelled_axes(experiment, kwargs, tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
@@ -147,3 +149,13 @@ def test_every_figure_is_written_with_titled_and_labelled_axes(experiment, kwarg
             # a shared axis is labelled once (the bottom row's x, the left column's y)
             assert any(a.get_xlabel() for a in ax.get_shared_x_axes().get_siblings(ax)), (experiment, ax.get_title())
             assert any(a.get_ylabel() for a in ax.get_shared_y_axes().get_siblings(ax)), (experiment, ax.get_title())
+
+
+def test_sharpness_quick_mode_measures_every_direction_without_verdicts():
+    from refopt.cli.reproduce import SHARPNESS_DIRECTIONS, sharpness_experiment
+
+    outcome = sharpness_experiment(None, seeds=1, checkpoints=(3,), quick=True)
+    assert all(r.ok is None for r in outcome.rows) and "QUICK MODE" in outcome.render()
+    measured = [r for r in outcome.rows if "S, Δ*, top-1% share" in r.what]
+    assert [r.what.split("  ")[0].strip() for r in measured] == list(SHARPNESS_DIRECTIONS)
+    assert all(r.refopt.startswith("S ") for r in measured)
