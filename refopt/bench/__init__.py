@@ -40,7 +40,7 @@ from ._common import Context, Row, ratio_row
 
 __all__ = ["SECTIONS", "BACKENDS", "Context", "Row", "ratio_row", "make_context", "copy_bandwidth", "run", "table"]
 
-SECTIONS = ("steps", "sweep", "aggregation", "simulators")
+SECTIONS = ("steps", "sweep", "aggregation", "simulators", "models")
 BACKENDS = ("numpy", "cupy", "torch")
 
 
