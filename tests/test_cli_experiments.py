@@ -82,6 +82,7 @@ EXAMPLES = [
     ("adabelief_beale.py", [], r"adabelief\s+ends at \(\+3\.000, \+0\.500\)"),
     ("clipping_sharpness.py", [], r"-clip_1%\(g\)\s+sharpness\s+20\.817"),
     ("sweep_thousands.py", ["400", "200"], r"equals its separate run bit for bit"),
+    ("train_transformer.py", [], r"step   0  loss 4\.5636(.|\n)*step 299  loss 2\.\d"),
 ]
 
 
