@@ -164,9 +164,9 @@ def host_power(base: Any, exponent: int) -> Any:
     ``0.999 ** 7``); a batched run must reproduce separate runs bit for bit, so arrays are
     raised element by element with Python's own ``pow``.
     """
-    if isinstance(base, np.ndarray):
+    if isinstance(base, np.ndarray) or isinstance(exponent, np.ndarray):  # (NAdam's 0.96^{tψ}: a batched ψ)
         out = np.frompyfunc(pow, 2, 1)(base, exponent).astype(np.float64)
-        return out.reshape(base.shape)
+        return out.reshape(np.shape(out))
     return base**exponent
 
 

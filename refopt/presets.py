@@ -43,6 +43,9 @@ class Preset:
     notes: str = ""
     inert: tuple[str, ...] = ()  # accepted, no numeric effect (they choose a kernel or a name)
     versions: str = ""  # the releases it reproduces, as a PEP 440 range ("" where no bound is known)
+    # when one implementation computes two refopt rules depending on an argument (optax.adam's
+    # nesterov=True is NAdam): the rule for the merged arguments; ``rule`` is the one its defaults build
+    rule_for: Callable[[dict], str] | None = None
 
     def build(self, **kwargs: Any) -> rules.Rule:
         unknown = [k for k in kwargs if k not in self.args]
@@ -58,8 +61,9 @@ class Preset:
         missing = [k for k, v in merged.items() if v is REQUIRED]
         if missing:
             raise TypeError(f"{self.name}: missing required argument {missing[0]!r}")
+        rule = self.rule if self.rule_for is None else self.rule_for(merged)
         try:
-            return rules.get(self.rule, **self.to_hyper(merged))
+            return rules.get(rule, **self.to_hyper(merged))
         except (ValueError, TypeError) as exc:
             if str(exc).startswith(self.name):
                 raise
@@ -99,8 +103,8 @@ def _unsupported(preset: str, arg: str, value: Any, why: str) -> ValueError:
 _PRESETS: dict[str, Preset] = {}
 
 
-def _add(name, rule, source, args, to_hyper, notes="", inert=(), versions=""):
-    _PRESETS[name] = Preset(name, rule, source, dict(args), to_hyper, notes, tuple(inert), versions)
+def _add(name, rule, source, args, to_hyper, notes="", inert=(), versions="", rule_for=None):
+    _PRESETS[name] = Preset(name, rule, source, dict(args), to_hyper, notes, tuple(inert), versions, rule_for)
 
 
 # ---------------------------------------------------------------------------------------
@@ -207,7 +211,8 @@ def _no(preset, a, key, default, why):
 
 def _optax_sgd(a):
     _no("optax.sgd", a, "accumulator_dtype", None, "state has the params' dtype")
-    return dict(lr=a["learning_rate"], momentum=a["momentum"] or 0.0, nesterov=a["nesterov"])
+    # without momentum optax skips the trace altogether, nesterov included: plain SGD
+    return dict(lr=a["learning_rate"], momentum=a["momentum"] or 0.0, nesterov=a["nesterov"] and bool(a["momentum"]))
 
 
 _add(
@@ -223,8 +228,9 @@ _add(
 def _optax_adam(name, decoupled=False):
     def to_hyper(a):
         _no(name, a, "mu_dtype", None, "state has the params' dtype")
-        _no(name, a, "nesterov", False, "the Nesterov (NAdam-like) first moment is not a refopt option")
         out = dict(lr=a["learning_rate"], betas=(a["b1"], a["b2"]), eps=a["eps"], eps_root=a["eps_root"])
+        if a["nesterov"]:  # optax's NAdam: m̂ = β1 m/(1-β1^{t+1}) + (1-β1) g/(1-β1^t), i.e. a constant μ
+            out["schedule"] = "constant"
         if decoupled:
             _no(name, a, "mask", None, "weight decay applies to every parameter array")
             out.update(weight_decay=a["weight_decay"], decoupled_weight_decay=True)
@@ -240,7 +246,9 @@ _add(
     "google-deepmind/optax optax/_src/alias.py adam, transform.py scale_by_adam",
     {**_OPTAX_ADAM_ARGS, "nesterov": False},
     _optax_adam("optax.adam"),
-    notes="update m̂/(√(v̂ + eps_root) + eps); bias corrections in the params' dtype (ulp-level in float32)",
+    notes="update m̂/(√(v̂ + eps_root) + eps); bias corrections in the params' dtype (ulp-level in float32); "
+    "nesterov=True builds the rule nadam with schedule='constant' (optax's NAdam)",
+    rule_for=lambda a: "nadam" if a["nesterov"] else "adam",
 )
 _add(
     "optax.adamw",
@@ -248,7 +256,29 @@ _add(
     "google-deepmind/optax optax/_src/alias.py adamw (scale_by_adam, add_decayed_weights, scale_by_learning_rate)",
     {**_OPTAX_ADAM_ARGS, "weight_decay": 1e-4, "mask": None, "nesterov": False},
     _optax_adam("optax.adamw", decoupled=True),
+    notes="optax subtracts lr·(u + λθ); refopt computes θ(1 - γλ) - γu: equal up to rounding; nesterov=True "
+    "builds the rule nadam (NAdamW)",
+    rule_for=lambda a: "nadam" if a["nesterov"] else "adam",
+)
+# optax.nadam and optax.nadamw are functools.partial(adam / adamw, nesterov=True)
+_add(
+    "optax.nadam",
+    "nadam",
+    "google-deepmind/optax optax/_src/alias.py nadam = partial(adam, nesterov=True), transform.py scale_by_adam",
+    {**_OPTAX_ADAM_ARGS, "nesterov": True},
+    _optax_adam("optax.nadam"),
+    notes="no momentum schedule (schedule='constant'): m̂ = β1 m/(1-β1^{t+1}) + (1-β1) g/(1-β1^t); "
+    "nesterov=False is optax.adam",
+    rule_for=lambda a: "nadam" if a["nesterov"] else "adam",
+)
+_add(
+    "optax.nadamw",
+    "nadam",
+    "google-deepmind/optax optax/_src/alias.py nadamw = partial(adamw, nesterov=True)",
+    {**_OPTAX_ADAM_ARGS, "weight_decay": 1e-4, "mask": None, "nesterov": True},
+    _optax_adam("optax.nadamw", decoupled=True),
     notes="optax subtracts lr·(u + λθ); refopt computes θ(1 - γλ) - γu: equal up to rounding",
+    rule_for=lambda a: "nadam" if a["nesterov"] else "adam",
 )
 
 
@@ -574,6 +604,218 @@ _add(
 )
 
 
+# ---------------------------------------------------------------------------------------
+# NAdam, Adamax, Yogi, AdaBound / AMSBound (refopt.rules.nadam, adamax, yogi, adabound)
+# ---------------------------------------------------------------------------------------
+
+_add(
+    "torch.optim.NAdam",
+    "nadam",
+    "pytorch/pytorch torch/optim/nadam.py (2.13)",
+    dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3, decoupled_weight_decay=False,
+         foreach=None, maximize=False, capturable=False, differentiable=False),
+    lambda a: dict(lr=a["lr"], betas=tuple(a["betas"]), eps=a["eps"], weight_decay=a["weight_decay"],
+                   momentum_decay=a["momentum_decay"], decoupled_weight_decay=a["decoupled_weight_decay"],
+                   maximize=a["maximize"], schedule="torch", ema="lerp"),
+    notes="μ_t = β1(1 - ½·0.96^{tψ}); torch keeps the μ product in its default dtype, so compare float64 runs "
+    "under torch.set_default_dtype(torch.float64) (known bug torch-nadam-mu-product-dtype)",
+    inert=("foreach", "capturable", "differentiable"),
+)
+_add(
+    "torch.optim.Adamax",
+    "adamax",
+    "pytorch/pytorch torch/optim/adamax.py (2.13)",
+    dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, foreach=None, maximize=False, differentiable=False,
+         capturable=False),
+    lambda a: dict(lr=a["lr"], betas=tuple(a["betas"]), eps=a["eps"], weight_decay=a["weight_decay"],
+                   maximize=a["maximize"], eps_mode="in_max", ema="lerp"),
+    notes="u = max(β2 u, |g| + ε): ε inside the maximum and stored in u; first moment via lerp",
+    inert=("foreach", "differentiable", "capturable"),
+)
+_add(
+    "optax.adamax",
+    "adamax",
+    "google-deepmind/optax optax/_src/alias.py adamax, transform.py scale_by_adamax (0.2.8)",
+    dict(learning_rate=REQUIRED, b1=0.9, b2=0.999, eps=1e-8),
+    lambda a: dict(lr=a["learning_rate"], betas=(a["b1"], a["b2"]), eps=a["eps"], eps_mode="in_max"),
+    notes="u = max(|g| + ε, β2 u); optax divides the bias-corrected m̂ by u, then scales by -lr (rounding only)",
+)
+
+
+def _optax_adamaxw(a):
+    _no("optax.adamaxw", a, "mask", None, "weight decay applies to every parameter array")
+    return dict(lr=a["learning_rate"], betas=(a["b1"], a["b2"]), eps=a["eps"], eps_mode="in_max",
+                weight_decay=a["weight_decay"], decoupled_weight_decay=True)
+
+
+_add(
+    "optax.adamaxw",
+    "adamax",
+    "google-deepmind/optax optax/_src/alias.py adamaxw (scale_by_adamax, add_decayed_weights) (0.2.8)",
+    dict(learning_rate=REQUIRED, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4, mask=None),
+    _optax_adamaxw,
+    notes="optax subtracts lr·(u + λθ); refopt computes θ(1 - γλ) - γu: equal up to rounding",
+)
+
+
+def _keras_nadam(a):
+    return dict(lr=_keras_lr(a), betas=(a["beta_1"], a["beta_2"]), eps=a["epsilon"], schedule="keras3",
+                **_keras_common("keras.optimizers.Nadam", a))
+
+
+_add(
+    "keras.optimizers.Nadam",
+    "nadam",
+    "keras-team/keras keras/src/optimizers/nadam.py (3.15)",
+    dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **_KERAS_COMMON),
+    _keras_nadam,
+    notes="μ_t = β1(1 - ½·0.96^t): Keras 3 dropped tf.keras's 0.004 factor (μ_1 = 0.468, torch 0.450); one μ "
+    "product per optimizer, computed in the parameters' dtype (ulp-level in float32); with floatx float32 Keras "
+    "rounds a weight-decayed float64 variable to float32 (not reproduced)",
+    inert=("ema_momentum", "ema_overwrite_frequency", "name"),
+)
+
+
+def _keras_adamax(a):
+    return dict(lr=_keras_lr(a), betas=(a["beta_1"], a["beta_2"]), eps=a["epsilon"], eps_mode="in_denominator",
+                **_keras_common("keras.optimizers.Adamax", a))
+
+
+_add(
+    "keras.optimizers.Adamax",
+    "adamax",
+    "keras-team/keras keras/src/optimizers/adamax.py (3.15)",
+    dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **_KERAS_COMMON),
+    _keras_adamax,
+    notes="u = max(β2 u, |g|) without ε; θ -= (γ m)/((1 - β1^t)(u + ε)); with floatx float32 Keras rounds a "
+    "weight-decayed float64 variable to float32 (not reproduced)",
+    inert=("ema_momentum", "ema_overwrite_frequency", "name"),
+)
+
+
+def _optax_yogi(a):
+    return dict(lr=a["learning_rate"], betas=(a["b1"], a["b2"]), eps=a["eps"], initial_accumulator_value=1e-6,
+                initial_momentum_value=1e-6, eps_mode="after_bias_correction")
+
+
+_add(
+    "optax.yogi",
+    "yogi",
+    "google-deepmind/optax optax/_src/alias.py yogi, transform.py scale_by_yogi (0.2.8)",
+    dict(learning_rate=REQUIRED, b1=0.9, b2=0.999, eps=1e-3),
+    _optax_yogi,
+    notes="both moments start at 1e-6 (scale_by_yogi's initial_accumulator_value, not exposed by optax.yogi); "
+    "m̂/(√v̂ + ε) after bias correction",
+)
+
+
+def _torch_optimizer_yogi(a):
+    return dict(lr=a["lr"], betas=tuple(a["betas"]), eps=a["eps"], initial_accumulator_value=a["initial_accumulator"],
+                initial_momentum_value=a["initial_accumulator"], weight_decay=a["weight_decay"],
+                eps_mode="after_bias_correction")
+
+
+_add(
+    "torch_optimizer.Yogi",
+    "yogi",
+    "jettify/pytorch-optimizer torch_optimizer/yogi.py (torch-optimizer 0.3.0)",
+    dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-3, initial_accumulator=1e-6, weight_decay=0.0),
+    _torch_optimizer_yogi,
+    notes="initial_accumulator starts both moments (TF-Addons starts only v there); ε after bias correction; "
+    "coupled L2",
+)
+
+
+def _po_yogi(a):
+    return dict(lr=a["lr"], betas=tuple(a["betas"]), eps=a["eps"], initial_accumulator_value=a["initial_accumulator"],
+                initial_momentum_value=a["initial_accumulator"], weight_decay=a["weight_decay"],
+                decoupled_weight_decay=a["weight_decouple"], fixed_decay=a["fixed_decay"], maximize=a["maximize"],
+                eps_mode="after_bias_correction", ema="lerp")
+
+
+_add(
+    "pytorch_optimizer.Yogi",
+    "yogi",
+    "kozistr/pytorch_optimizer pytorch_optimizer/optimizer/yogi.py (4.1.0)",
+    dict(lr=1e-2, betas=(0.9, 0.999), initial_accumulator=1e-6, weight_decay=0.0, weight_decouple=True,
+         fixed_decay=False, eps=1e-3, maximize=False, foreach=None),
+    _po_yogi,
+    notes="as torch-optimizer, with decoupled weight decay by default and a lerp first moment",
+    inert=("foreach",),
+)
+
+
+def _luolc_adabound(name):
+    def to_hyper(a):
+        if not 0.0 <= a["gamma"] < 1.0:  # the package refuses it ("Invalid gamma parameter")
+            raise _unsupported(name, "gamma", a["gamma"], "the implementation accepts 0 <= gamma < 1 only")
+        if a["gamma"] == 0.0:
+            raise _unsupported(name, "gamma", a["gamma"], "the implementation divides by gamma·t at its first step")
+        return dict(lr=a["lr"], betas=tuple(a["betas"]), final_lr=a["final_lr"], gamma=a["gamma"], eps=a["eps"],
+                    weight_decay=a["weight_decay"], amsbound=a["amsbound"])
+
+    return to_hyper
+
+
+_ADABOUND_ARGS = dict(lr=1e-3, betas=(0.9, 0.999), final_lr=0.1, gamma=1e-3, eps=1e-8, weight_decay=0.0,
+                      amsbound=False)
+_add(
+    "adabound.AdaBound",
+    "adabound",
+    "Luolc/AdaBound adabound/adabound.py (adabound 0.0.5)",
+    _ADABOUND_ARGS,
+    _luolc_adabound("adabound.AdaBound"),
+    notes="amsbound=True is AMSBound (the maximum of the raw v); the bounds are relative to the lr at construction "
+    "(refopt's base_lr); coupled L2",
+)
+_add(
+    "torch_optimizer.AdaBound",
+    "adabound",
+    "jettify/pytorch-optimizer torch_optimizer/adabound.py (torch-optimizer 0.3.0)",
+    _ADABOUND_ARGS,
+    _luolc_adabound("torch_optimizer.AdaBound"),
+    notes="a line-for-line port of adabound 0.0.5",
+)
+
+
+def _po_adabound(a):
+    return dict(lr=a["lr"], betas=tuple(a["betas"]), final_lr=a["final_lr"], gamma=a["gamma"], eps=a["eps"],
+                weight_decay=a["weight_decay"], decoupled_weight_decay=a["weight_decouple"],
+                fixed_decay=a["fixed_decay"], amsbound=a["ams_bound"], maximize=a["maximize"], eps_root=1e-15,
+                ema="lerp")
+
+
+_add(
+    "pytorch_optimizer.AdaBound",
+    "adabound",
+    "kozistr/pytorch_optimizer pytorch_optimizer/optimizer/adabound.py (4.1.0)",
+    dict(lr=1e-3, final_lr=0.1, betas=(0.9, 0.999), gamma=1e-3, weight_decay=0.0, weight_decouple=True,
+         fixed_decay=False, ams_bound=False, eps=1e-8, maximize=False, foreach=None),
+    _po_adabound,
+    notes="a hard-coded 1e-15 inside the root (√(v + 1e-15) + ε); decoupled weight decay by default; ams_bound is "
+    "AMSBound",
+    inert=("foreach",),
+)
+
+
+def _po_adamax(a):
+    return dict(lr=a["lr"], betas=tuple(a["betas"]), eps=a["eps"], weight_decay=a["weight_decay"],
+                decoupled_weight_decay=a["weight_decouple"], fixed_decay=a["fixed_decay"], maximize=a["maximize"],
+                eps_mode="in_max", ema="lerp")
+
+
+_add(
+    "pytorch_optimizer.AdaMax",
+    "adamax",
+    "kozistr/pytorch_optimizer pytorch_optimizer/optimizer/adamax.py (4.1.0)",
+    dict(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0, weight_decouple=False, fixed_decay=False, eps=1e-8,
+         maximize=False, foreach=None),
+    _po_adamax,
+    notes="torch.optim.Adamax's formula with lr 1e-3 and pytorch_optimizer's weight-decay options",
+    inert=("foreach",),
+)
+
+
 # The releases each preset reproduces, where the release history says where that starts or
 # ends (``refopt verify`` reports an installed version outside the range).  The sources are
 # the ones each preset cites; Keras 3 rewrote the optimizers of tf.keras.
@@ -587,6 +829,12 @@ _VERSIONS = {
     "pytorch_optimizer.DiffGrad": ">=4.0.0",
     "optax.adabelief": ">=0.2.4",
     "torch.optim.SGD": ">=2.2",
+    "adabound.AdaBound": "==0.0.5",
+    "torch_optimizer.AdaBound": "==0.3.0",
+    "torch_optimizer.Yogi": "==0.3.0",
+    "pytorch_optimizer.AdaBound": ">=4.1.0",
+    "pytorch_optimizer.Yogi": ">=4.1.0",
+    "pytorch_optimizer.AdaMax": ">=4.1.0",
     **{n: ">=3.0" for n in _PRESETS if n.startswith("keras.optimizers.")},
 }
 for _name, _range in _VERSIONS.items():

@@ -55,6 +55,10 @@ RULES: dict[str, dict[str, Any]] = {
                     variants={"default": ({}, 4)}),
     "adadelta": dict(torch="Adadelta", fixed={}, flags=("maximize", "weight_decay"),
                      variants={"default": ({}, 4)}),
+    "nadam": dict(torch="NAdam", fixed={}, flags=("decoupled_weight_decay", "maximize", "weight_decay"),
+                  variants={"lerp": ({"ema": "lerp"}, 4), "multiply_add": ({}, 8)}),
+    "adamax": dict(torch="Adamax", fixed={}, flags=("maximize", "weight_decay"),
+                   variants={"lerp": ({"ema": "lerp"}, 4), "multiply_add": ({}, 8)}),
 }
 
 # the rules written by the lead (always importable); the others may not exist yet
@@ -70,6 +74,8 @@ STATE_NAMES = {
     "rmsprop": {"square_avg": "v", "grad_avg": "g_bar", "momentum_buffer": "b"},
     "adagrad": {"sum": "s"},
     "adadelta": {"square_avg": "v", "acc_delta": "u"},
+    "nadam": {"exp_avg": "m", "exp_avg_sq": "v"},
+    "adamax": {"exp_avg": "m", "exp_inf": "u"},
 }
 
 ULP_BOUND = {(name, v): spec["variants"][v][1] for name, spec in RULES.items() for v in spec["variants"]}
@@ -206,6 +212,11 @@ def _draw(name: str, rng, combo: dict[str, bool]) -> dict[str, Any]:
         )
     elif name == "adadelta":
         h.update(lr=_logu(rng, 0.05, 2.0), rho=float(rng.uniform(0.5, 0.99)), eps=_logu(rng, 1e-8, 1e-4))
+    elif name in ("nadam", "adamax"):
+        h.update(lr=_logu(rng, 1e-4, 3e-2), betas=(_beta1(rng), 1.0 - _logu(rng, 1e-4, 0.5)),
+                 eps=_logu(rng, 1e-10, 1e-4))
+        if name == "nadam":
+            h.update(momentum_decay=_logu(rng, 1e-3, 1e-1), decoupled_weight_decay=combo["decoupled_weight_decay"])
     else:  # pragma: no cover
         raise KeyError(name)
     return h
@@ -295,14 +306,20 @@ def run_torch(case: Case, dtype, foreach: bool = False) -> Run:
     spec = RULES[case.rule]
     params = [torch.nn.Parameter(torch.tensor(th, dtype=tdtype)) for th in case.theta0]
     cls = getattr(torch.optim, spec["torch"])
-    opt = cls(params, foreach=foreach, **{**case.hyper, **spec["fixed"]})
-    traj = [_concat([p.detach().numpy() for p in params])]
-    for t in range(STEPS):
-        gs = case.grad(t, [p.detach().numpy() for p in params])
-        for p, g in zip(params, gs):
-            p.grad = torch.from_numpy(np.array(g, copy=True))
-        opt.step()
-        traj.append(_concat([p.detach().numpy() for p in params]))
+    # NAdam keeps its μ product in torch's default dtype: float64 runs use a float64 default
+    saved = torch.get_default_dtype()
+    torch.set_default_dtype(tdtype if tdtype == torch.float64 else saved)
+    try:
+        opt = cls(params, foreach=foreach, **{**case.hyper, **spec["fixed"]})
+        traj = [_concat([p.detach().numpy() for p in params])]
+        for t in range(STEPS):
+            gs = case.grad(t, [p.detach().numpy() for p in params])
+            for p, g in zip(params, gs):
+                p.grad = torch.from_numpy(np.array(g, copy=True))
+            opt.step()
+            traj.append(_concat([p.detach().numpy() for p in params]))
+    finally:
+        torch.set_default_dtype(saved)
     names = STATE_NAMES.get(case.rule, {})
     state = {}
     for key, slot in names.items():

@@ -68,3 +68,24 @@ def test_reproduce_monna_reduced_grid(capsys):
         assert re.search(rf"^\s+{attack}\s+MoNNA vs D-SGD", out, re.M), attack
     assert "D-SGD, no attack (reference)" in out
     assert "receive sets 'code'" in out
+
+
+def test_collab_scenarios_fill_what_is_not_given(capsys):
+    from refopt.cli import build_parser
+    from refopt.cli.collab import build
+
+    args = build_parser().parse_args(["collab", "--scenario", "noisy"])
+    _, _, kw = build(args)
+    assert (kw["batch_size"], kw["lr"], kw["steps"]) == (1, 0.5, 300)
+    args = build_parser().parse_args(["collab", "--scenario", "noisy", "--steps", "7", "--batch-size", "3"])
+    _, _, kw = build(args)
+    assert (kw["batch_size"], kw["lr"], kw["steps"]) == (3, 0.5, 7)
+    args = build_parser().parse_args(["collab"])
+    _, _, kw = build(args)
+    assert kw["batch_size"] == 25 and kw["steps"] == 600 and callable(kw["lr"])  # the paper's schedule
+
+
+def test_collab_trains_the_cnn(capsys):
+    code, out, _ = run(capsys, "collab", "--model", "cnn", "--attack", "sign_flipping", "--steps", "2",
+                       "--nodes", "6", "--byzantine", "1", "--json")
+    assert code == 0 and json.loads(out)["final_accuracy"] is not None

@@ -120,13 +120,13 @@ def test_reproduce_all_runs_the_five_papers_with_monna_quick(capsys, monkeypatch
 def test_monna_quick_mode_judges_no_verdict():
     from refopt.cli.reproduce import monna_experiment
 
-    outcome = monna_experiment(None, seeds=1, steps=3, quick=True)
+    outcome = monna_experiment(None, seeds=1, steps=3, quick=True, noisy_steps=3)
     assert all(r.ok is None for r in outcome.rows)
     assert outcome.passed and "QUICK MODE" in outcome.render()
 
 
 @pytest.mark.parametrize("experiment, kwargs", [
-    ("diffgrad", {}), ("adabelief", {}), ("clipping", {}), ("monna", {"seeds": 2, "steps": 4}),
+    ("diffgrad", {}), ("adabelief", {}), ("clipping", {}), ("monna", {"seeds": 2, "steps": 4, "noisy_steps": 4}),
     ("sharpness", {"seeds": 2, "checkpoints": (2, 4)}),
 ])
 def test_every_figure_is_written_with_titled_and_labelled_axes(experiment, kwargs, tmp_path, monkeypatch):

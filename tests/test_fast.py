@@ -34,7 +34,7 @@ from refopt.fast._trace import NotElementwise, trace_leaf
 from _variants import rule_cls, variants
 
 FAST_RULES = ["sgd", "adam", "adamw", "amsgrad", "radam", "adabelief", "diffgrad", "rmsprop", "adagrad",
-              "adadelta", "lion", "signsgd"]
+              "adadelta", "lion", "signsgd", "adabound", "amsbound", "yogi", "adamax", "nadam"]
 EXP_RULES = {"diffgrad"}  # exp is not correctly rounded: compiled kernels meet these within a few ulp
 
 
@@ -245,6 +245,8 @@ def _run_compiled(lib, prog, rule, p, g, state):
         ("adabelief", {"amsgrad": True, "weight_decay": 0.1}), ("diffgrad", {}),
         ("sgd", {"momentum": 0.9, "nesterov": True}), ("rmsprop", {"centered": True, "momentum": 0.5}),
         ("adagrad", {}), ("adadelta", {}), ("lion", {}), ("signsgd", {}),
+        ("adabound", {"amsbound": True, "weight_decay": 0.1}), ("adabound", {"eps_root": 1e-15, "step_decay": "sqrt_t"}),
+        ("yogi", {}), ("adamax", {"eps_mode": "in_denominator"}), ("nadam", {"schedule": "keras3"}),
     ],
 )
 def test_printed_kernel_compiled_for_the_host_matches_the_reference(name, kw, dtype, tmp_path):
@@ -375,6 +377,7 @@ _COMPILED_CASES = [
     ("adamw", {}), ("radam", {}), ("adabelief", {}), ("adabelief", {"amsgrad": True, "weight_decay": 0.1}),
     ("diffgrad", {}), ("sgd", {"momentum": 0.9, "nesterov": True}), ("rmsprop", {"centered": True, "momentum": 0.5}),
     ("adagrad", {}), ("adadelta", {}), ("lion", {}), ("signsgd", {}),
+    ("adabound", {"amsbound": True}), ("yogi", {}), ("adamax", {}), ("nadam", {}),
 ]
 
 

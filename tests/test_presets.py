@@ -99,8 +99,20 @@ def test_required_argument():
 
 
 def test_unreproducible_argument_is_refused():
-    with pytest.raises(ValueError, match=r"optax\.adam: nesterov=True is not reproduced"):
-        ro.presets.get("optax.adam", learning_rate=0.1, nesterov=True)
+    with pytest.raises(ValueError, match=r"optax\.adam: mu_dtype='bfloat16' is not reproduced"):
+        ro.presets.get("optax.adam", learning_rate=0.1, mu_dtype="bfloat16")
+    with pytest.raises(ValueError, match=r"adabound\.AdaBound: gamma=1\.5 is not reproduced"):
+        ro.presets.get("adabound.AdaBound", gamma=1.5)
+
+
+def test_a_preset_may_pick_the_rule_from_its_arguments():
+    """optax.adam(nesterov=True) is optax's NAdam (a constant μ); optax.sgd ignores nesterov without momentum."""
+    assert ro.presets.get("optax.adam", learning_rate=0.1).name == "adam"
+    nadam = ro.presets.get("optax.adam", learning_rate=0.1, nesterov=True)
+    assert nadam.name == "nadam" and nadam.hyper["schedule"] == "constant"
+    assert ro.presets.get("optax.nadam", learning_rate=0.1, nesterov=False).name == "adam"
+    sgd = ro.presets.get("optax.sgd", learning_rate=0.1, nesterov=True)
+    assert sgd.name == "sgd" and sgd.hyper["momentum"] == 0 and sgd.hyper["nesterov"] is False
 
 
 def test_defaults_are_the_implementations():

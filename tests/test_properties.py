@@ -283,7 +283,8 @@ def test_sgd_steps_scale_with_the_gradient(name):
 @pytest.mark.parametrize("name", RULES)
 def test_sign_symmetry(name):
     cls = rule_cls(name)
-    options = variants(cls)
+    # a non-zero initial first moment (Yogi's m_0 in optax and the torch ports) has a sign of its own
+    options = [v for v in variants(cls) if not v[1].get("initial_momentum_value")]
 
     @settings(max_examples=4)
     @given(p0=arrays((2, 3)), grads=arrays((6, 2, 3)))

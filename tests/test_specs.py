@@ -63,6 +63,14 @@ BASES: dict[str, list[dict]] = {
     "normalized_sgd": [{}, {"momentum": 0.9}, {"momentum": 0.9, "dampening": 0.5, "eps": 1e-8}],
     "clipped_sgd": [{}, {"momentum": 0.9, "weight_decay": 0.1}, {"clip_fraction": 0.0}],
     "clipped_adam": [{}, {"amsgrad": True}, {"weight_decay": 0.1}, {"clip_fraction": 0.0}],
+    "adabound": [{}, {"weight_decay": 0.1}, {"weight_decay": 0.1, "decoupled_weight_decay": True},
+                 {"eps_root": 1e-15, "amsbound": True}, {"step_decay": "sqrt_t", "bias_correction": False, "eps": 0.0}],
+    "amsbound": [{}, {"weight_decay": 0.1}, {"weight_decay": 0.1, "decoupled_weight_decay": True},
+                 {"eps_root": 1e-15, "amsbound": False}],
+    "yogi": [{}, {"weight_decay": 0.1}, {"weight_decay": 0.1, "decoupled_weight_decay": True},
+             {"eps_mode": "after_bias_correction", "eps_root": 1e-8}, {"initial_momentum_value": 1e-6}],
+    "adamax": [{}, {"weight_decay": 0.1}, {"weight_decay": 0.1, "decoupled_weight_decay": True}],
+    "nadam": [{}, {"weight_decay": 0.1}, {"weight_decay": 0.1, "decoupled_weight_decay": True}, {"eps_root": 1e-8}],
 }
 STEPS = 6  # RAdam / AdaBelief with β2 = 0.999 rectify from t = 5 (ρ_t > 4) or t = 6 (> 5, ≥ 5)
 

@@ -1,7 +1,7 @@
 """refopt against torch.optim, step by step, over many random problems.
 
 For every rule that torch.optim has (SGD, Adam, AdamW, Adam(amsgrad=True), RAdam, RMSprop,
-Adagrad, Adadelta) the harness in ``_torchref`` draws 120 problems from a seeded NumPy
+Adagrad, Adadelta, NAdam, Adamax) the harness in ``_torchref`` draws 120 problems from a seeded NumPy
 Generator: hyper-parameters (every flag combination several times, weight decay 0 and
 non-zero, maximize, Nesterov only where torch allows it), parameters of a few shapes
 (one of them a dict of two arrays, which torch receives as a parameter list), and

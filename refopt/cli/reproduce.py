@@ -24,7 +24,7 @@ from ._plot import contour, have_matplotlib, pyplot
 
 EXPERIMENTS = ("diffgrad", "adabelief", "clipping", "sharpness", "monna", "fedfix")  # "all": the five papers, in this order
 SLOW = ("monna", "sharpness")  # minutes at full size: "all" runs them in a quick mode unless --full
-QUICK_MONNA = dict(seeds=1, steps=200)  # about 20 s on two cores; verdicts need the full run
+QUICK_MONNA = dict(seeds=1, steps=200, noisy_steps=100)  # about 20 s on two cores; verdicts need the full run
 
 
 def add_parser(sub) -> None:
@@ -500,10 +500,11 @@ MONNA_ATTACKS = ("alie", "optimal_foe", "sign_flipping", "label_flipping")
 
 
 def monna_experiment(out: str | None, seeds: int = 3, steps: int = 600, convention: str = "all",
-                     quick: bool = False, tick=None) -> Outcome:
+                     quick: bool = False, tick=None, noisy_steps: int | None = None) -> Outcome:
     from .. import problems
+    from .._threads import blas_threads
     from ..collaborative import monna_lr, simulate
-    from .collab import ATTACKS
+    from .collab import ATTACKS, SCENARIOS
 
     if seeds < 1 or steps < 1:
         raise ValueError(f"--seeds and --steps must be positive; got {seeds} and {steps}")
@@ -512,14 +513,14 @@ def monna_experiment(out: str | None, seeds: int = 3, steps: int = 600, conventi
     common = dict(nodes=26, steps=steps, lr=monna_lr, alpha=1.0, batch_size=25, eval_every=max(1, steps // 30),
                   convention=convention)
 
-    def final(algorithm, attack):
+    def final(algorithm, attack, setting=None):
         name, params = ATTACKS[attack]
         accs, spreads, curves = [], [], []
         for seed in range(1, seeds + 1):
             byz = 0 if name is None else 5
-            with np.errstate(over="ignore", invalid="ignore"):
+            with np.errstate(over="ignore", invalid="ignore"), blas_threads(1):
                 r = simulate(algorithm, problem, data, byzantine=byz, f=5 if byz else 0, attack=name,
-                             attack_params=params, seed=seed, **common)
+                             attack_params=params, seed=seed, **(setting or common))
             if tick is not None:
                 tick()
             accs.append(r.accuracy[-1])
@@ -529,18 +530,35 @@ def monna_experiment(out: str | None, seeds: int = 3, steps: int = 600, conventi
 
     ref, ref_sd, _, ref_curves, eval_steps = final("dsgd", "none")
     table = {(alg, att): final(alg, att) for att in MONNA_ATTACKS for alg in MONNA_ALGORITHMS}
-    rows = [Row("D-SGD, no attack (reference)", "-", f"accuracy {ref:.3f} ± {ref_sd:.3f}", None)]
+    judged = not quick and seeds > 1  # a verdict needs a seed spread to be judged against
+    rows = [Row("paper scenario: D-SGD, no attack (reference)", "-", f"accuracy {ref:.3f} ± {ref_sd:.3f}", None)]
     for att in MONNA_ATTACKS:
         m, m_sd, m_spread, _, _ = table[("monna", att)]
         n, n_sd, n_spread, _, _ = table[("nna", att)]
+        # judged against the seed spread: "tracks" within max(0.02, the two spreads), "below" by more
+        # than the two spreads together (and at least 0.01)
         rows.append(Row(f"{att:<15} MoNNA vs D-SGD", "tracks D-SGD", f"{m:.3f} ± {m_sd:.3f} ({m - ref:+.3f})",
-                        None if quick else bool(m >= ref - 0.02)))
+                        bool(m >= ref - max(0.02, m_sd + ref_sd)) if judged else None))
         rows.append(Row(f"{att:<15} NNA (no momentum)", "below MoNNA" if att in ("alie", "optimal_foe") else "-",
                         f"{n:.3f} ± {n_sd:.3f} ({n - m:+.3f} vs MoNNA)",
-                        bool(n < m - 0.01) if att in ("alie", "optimal_foe") and not quick else None))
+                        bool(m - n > max(0.01, m_sd + n_sd)) if att in ("alie", "optimal_foe") and judged else None))
         for alg in ("mocwtm", "bridge"):
             a, a_sd, _, _, _ = table[(alg, att)]
             rows.append(Row(f"{att:<15} {alg}", "-", f"{a:.3f} ± {a_sd:.3f}", None))
+    # the noisy scenario (refopt collab --scenario noisy): batch 1, constant lr, where the honest
+    # disagreement is gradient noise that momentum damps
+    noisy = {**common, **{k: v for k, v in SCENARIOS["noisy"].items()}, "eval_every": 10}
+    if noisy_steps is not None:
+        noisy["steps"] = noisy_steps
+    nref, nref_sd, _, _, _ = final("dsgd", "none", noisy)
+    nm, nm_sd, _, _, _ = final("monna", "alie", noisy)
+    nn, nn_sd, _, _, _ = final("nna", "alie", noisy)
+    rows.append(Row("noisy scenario: D-SGD, no attack (reference)", "-", f"accuracy {nref:.3f} ± {nref_sd:.3f}", None))
+    rows.append(Row("noisy: MoNNA under ALIE", "tracks D-SGD", f"{nm:.3f} ± {nm_sd:.3f} ({nm - nref:+.3f})",
+                    bool(nm >= nref - max(0.02, nm_sd + nref_sd)) if judged else None))
+    rows.append(Row("noisy: NNA under ALIE", "below MoNNA by more than the seed spread",
+                    f"{nn:.3f} ± {nn_sd:.3f} ({nn - nm:+.3f} vs MoNNA)",
+                    bool(nm - nn > max(0.01, nm_sd + nn_sd)) if judged else None))
     spread_note = ", ".join(
         f"{att}: MoNNA {table[('monna', att)][2]:.2g} / NNA {table[('nna', att)][2]:.2g}" for att in ("alie", "optimal_foe"))
     notes = [
@@ -549,7 +567,14 @@ def monna_experiment(out: str | None, seeds: int = 3, steps: int = 600, conventi
         "Stand-in for the paper's MNIST CNN: softmax regression on the bundled 8x8 digits (1438 training images), "
         "the paper's 26 nodes, 5 Byzantine, batch 25, lr 0.75/(1 + ⌊t/50⌋), β 0.99, Dirichlet α = 1; accuracy is "
         f"the mean over honest nodes after {steps} steps, mean ± std over seeds 1..{seeds}.",
-        "'tracks D-SGD' is read as: within 0.02 of the reference accuracy; 'below MoNNA' as: more than 0.01 lower.",
+        "Verdicts are judged against the seed spread (mean ± std over the seeds): 'tracks D-SGD' is within "
+        "max(0.02, the two stds) of the reference, 'below MoNNA' is lower by more than max(0.01, the two stds "
+        "together); with one seed nothing is judged.",
+        f"Noisy scenario (refopt collab --scenario noisy): batch 1, constant lr {SCENARIOS['noisy']['lr']}, "
+        f"{noisy['steps']} steps, the same nodes, data split and softmax model. There the honest spread is gradient "
+        "noise, which MoNNA's momentum damps, and ALIE hides in it less; in the paper scenario (batch 25) the spread "
+        "is mostly data heterogeneity, which momentum cannot damp, so the paper's NNA-vs-MoNNA gap need not appear "
+        "with this convex model: the rows marked DIFFERS, if any, say where it does not.",
         f"Honest spread (mean ‖θ_i − θ̄‖² over the second half of training): {spread_note}. The paper's argument "
         "is that momentum shrinks this spread, which is where ALIE and FOE hide; the claim was shown for a CNN on "
         "MNIST, and a smaller convex problem need not show the same gap (the verdict rows say whether it does).",

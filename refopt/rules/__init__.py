@@ -28,6 +28,11 @@ _RULES: dict[str, tuple[str, str]] = {
     "normalized_sgd": ("_sign", "NormalizedSGD"),
     "clipped_sgd": ("_clipped", "ClippedSGD"),
     "clipped_adam": ("_clipped", "ClippedAdam"),
+    "adabound": ("_adabound", "AdaBound"),
+    "amsbound": ("_adabound", "AMSBound"),
+    "yogi": ("_yogi", "Yogi"),
+    "adamax": ("_adamax", "Adamax"),
+    "nadam": ("_nadam", "NAdam"),
 }
 
 

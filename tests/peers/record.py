@@ -103,19 +103,59 @@ CASES: list[tuple[str, dict]] = [
     ("pytorch_optimizer.AdaBelief", dict(lr=0.01, rectify=True, weight_decay=0.1, weight_decouple=False)),
     ("pytorch_optimizer.DiffGrad", dict(lr=0.01)),
     ("pytorch_optimizer.DiffGrad", dict(lr=0.01, weight_decay=0.1)),
+    ("torch.optim.NAdam", dict(lr=0.01)),
+    ("torch.optim.NAdam", dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True, momentum_decay=0.01, maximize=True)),
+    ("torch.optim.NAdam", dict(lr=0.01, weight_decay=0.1, betas=(0.8, 0.99))),
+    ("torch.optim.Adamax", dict(lr=0.01)),
+    ("torch.optim.Adamax", dict(lr=0.01, weight_decay=0.1, betas=(0.8, 0.99))),
+    ("optax.sgd", dict(learning_rate=0.01, nesterov=True)),
+    ("optax.adam", dict(learning_rate=0.01, nesterov=True)),
+    ("optax.adamw", dict(learning_rate=0.01, weight_decay=0.1, nesterov=True)),
+    ("optax.nadam", dict(learning_rate=0.01)),
+    ("optax.nadam", dict(learning_rate=0.01, eps_root=1e-4, b1=0.8)),
+    ("optax.nadamw", dict(learning_rate=0.01, weight_decay=0.1)),
+    ("optax.yogi", dict(learning_rate=0.01)),
+    ("optax.yogi", dict(learning_rate=0.01, eps=1e-6, b1=0.8)),
+    ("optax.adamax", dict(learning_rate=0.01)),
+    ("optax.adamax", dict(learning_rate=0.01, eps=1e-3, b2=0.9)),
+    ("optax.adamaxw", dict(learning_rate=0.01, weight_decay=0.1)),
+    ("keras.optimizers.Nadam", dict(learning_rate=0.01)),
+    ("keras.optimizers.Nadam", dict(learning_rate=0.01, weight_decay=0.1, epsilon=1e-8)),
+    ("keras.optimizers.Adamax", dict(learning_rate=0.01)),
+    ("keras.optimizers.Adamax", dict(learning_rate=0.01, epsilon=1e-3, weight_decay=0.1)),
+    ("adabound.AdaBound", dict(lr=0.01)),
+    ("adabound.AdaBound", dict(lr=0.01, amsbound=True, weight_decay=0.1, gamma=0.1)),
+    ("adabound.AdaBound", dict(lr=0.1, final_lr=0.05, gamma=0.5, betas=(0.9, 0.5))),
+    ("torch_optimizer.AdaBound", dict(lr=0.01)),
+    ("torch_optimizer.AdaBound", dict(lr=0.01, amsbound=True, weight_decay=0.1, betas=(0.9, 0.5))),
+    ("torch_optimizer.Yogi", dict(lr=0.01)),
+    ("torch_optimizer.Yogi", dict(lr=0.01, weight_decay=0.1, initial_accumulator=1e-3)),
+    ("pytorch_optimizer.AdaBound", dict(lr=0.01)),
+    ("pytorch_optimizer.AdaBound", dict(lr=0.01, ams_bound=True, weight_decay=0.1, gamma=2.0, betas=(0.9, 0.5))),
+    ("pytorch_optimizer.AdaBound", dict(lr=0.01, weight_decay=0.1, weight_decouple=False, maximize=True)),
+    ("pytorch_optimizer.Yogi", dict(lr=0.01)),
+    ("pytorch_optimizer.Yogi", dict(lr=0.01, weight_decay=0.1, weight_decouple=False)),
+    ("pytorch_optimizer.AdaMax", dict(lr=0.01)),
+    ("pytorch_optimizer.AdaMax", dict(lr=0.01, weight_decay=0.1, weight_decouple=True, fixed_decay=True)),
 ]
 
 
 def _torch_like(factory, kwargs):
     import torch
 
-    p = torch.nn.Parameter(torch.tensor(THETA0, dtype=torch.float64))
-    opt = factory([p], **kwargs)
-    out = []
-    for step in range(STEPS):
-        p.grad = torch.tensor(gradient(p.detach().numpy().copy(), step), dtype=torch.float64)
-        opt.step()
-        out.append(p.detach().numpy().copy())
+    # torch keeps some per-step scalars in its default dtype (NAdam's μ product): record in float64
+    saved = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        p = torch.nn.Parameter(torch.tensor(THETA0, dtype=torch.float64))
+        opt = factory([p], **kwargs)
+        out = []
+        for step in range(STEPS):
+            p.grad = torch.tensor(gradient(p.detach().numpy().copy(), step), dtype=torch.float64)
+            opt.step()
+            out.append(p.detach().numpy().copy())
+    finally:
+        torch.set_default_dtype(saved)
     return out
 
 
@@ -191,7 +231,7 @@ def _keras(name, kwargs):
 
 _DISTRIBUTIONS = {
     "torch": "torch", "optax": "optax", "keras": "keras", "adabelief_pytorch": "adabelief-pytorch",
-    "torch_optimizer": "torch-optimizer", "pytorch_optimizer": "pytorch-optimizer",
+    "torch_optimizer": "torch-optimizer", "pytorch_optimizer": "pytorch-optimizer", "adabound": "adabound",
 }
 
 
