@@ -174,8 +174,12 @@ class _Plan:
         for op, args, out in self.code:
             if op == "where":
                 cond, a, b = args
-                np.copyto(env[out], env[b])
-                np.copyto(env[out], env[a], where=env[cond])
+                if out == a:  # the result reuses a's buffer: fill in b where the condition fails
+                    np.copyto(env[out], env[b], where=np.logical_not(env[cond]))
+                else:
+                    if out != b:
+                        np.copyto(env[out], env[b])
+                    np.copyto(env[out], env[a], where=env[cond])
             else:
                 _UFUNCS[op](*[env[a] for a in args], out=env[out])
         for name, a in self.copies:

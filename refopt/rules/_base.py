@@ -357,6 +357,11 @@ class Rule:
     def _init_slot(self, xp: Any, name: str, p: Any) -> Any:
         return xp.zeros(p.shape, dtype=p.dtype, device=_array.device(p))
 
+    def _slot_shape(self, name: str, p: Any) -> tuple:
+        """The shape of slot ``name`` for the parameter ``p``: ``p``'s own unless a rule keeps
+        reduced statistics (Adafactor's row and column moments, a per-array norm)."""
+        return tuple(p.shape)
+
     def _constants(self) -> dict[str, Any]:
         """Untraced host scalars derived from hyper-parameters only (``1 - beta1``, ...).
 
@@ -474,11 +479,12 @@ class Rule:
                     f"{_tree.describe(structure)}"
                 )
             for s, p, path in zip(leaves, ps, paths):
-                if tuple(s.shape) != tuple(p.shape) or s.dtype != p.dtype:
+                if tuple(s.shape) != self._slot_shape(name, p) or s.dtype != p.dtype:
                     raise ValueError(
                         f"state[{name!r}] for {path} has shape {tuple(s.shape)} and dtype "
-                        f"{_array.dtype_name(s.dtype)}, but the parameter has shape {tuple(p.shape)} and "
-                        f"dtype {_array.dtype_name(p.dtype)}"
+                        f"{_array.dtype_name(s.dtype)}, but the parameter (shape {tuple(p.shape)}, dtype "
+                        f"{_array.dtype_name(p.dtype)}) needs shape {self._slot_shape(name, p)} and dtype "
+                        f"{_array.dtype_name(p.dtype)}"
                     )
             slot_leaves.append(leaves)
         per_leaf = [dict(zip(want, column)) for column in zip(*slot_leaves)] if want else [{} for _ in ps]

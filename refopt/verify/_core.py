@@ -72,8 +72,16 @@ class Case:
                 return {k: decode(values[k], dtype).reshape(s) for k, s in shape.items()}
             return decode(values, dtype).reshape(shape)
 
+        def slot(values):  # a state slot may have a shape of its own (Adafactor's statistics): kept flat
+            try:
+                return arr(values)
+            except ValueError:
+                if isinstance(shape, dict):
+                    return {k: decode(values[k], dtype) for k in shape}
+                return decode(values, dtype)
+
         steps = [
-            (s["t"], arr(s["params"]), {k: arr(v) for k, v in (s.get("state") or {}).items()})
+            (s["t"], arr(s["params"]), {k: slot(v) for k, v in (s.get("state") or {}).items()})
             for s in case["steps"]
         ]
         return cls(str(case["id"]), str(group["id"]), dtype, case.get("comment", ""), list(case.get("flags", [])),

@@ -103,7 +103,7 @@ def _fail(where: str, what: str):
 def _number_list(x, n, where):
     if not isinstance(x, list):
         _fail(where, f"must be a list of {n} numbers; got {type(x).__name__}")
-    if len(x) != n:
+    if n is not None and len(x) != n:
         _fail(where, f"has {len(x)} numbers; the case's shape needs {n}")
     for v in x:
         if isinstance(v, bool) or not (isinstance(v, (int, float)) or v in _NONFINITE):
@@ -122,14 +122,16 @@ def _check_shape(shape, where):
         _fail(where, f"has shape {shape!r}; a shape is a list of non-negative ints, or an object of them (a tree)")
 
 
-def _values(x, shape, where):
+def _values(x, shape, where, sized=True):
+    """``sized=False``: a state slot, whose arrays may have their own sizes (Adafactor's row and
+    column statistics)."""
     if isinstance(shape, dict):
         if not isinstance(x, dict) or list(x) != list(shape):
             _fail(where, f"must be an object with the keys {list(shape)} of the case's shape")
         for k, s in shape.items():
-            _number_list(x[k], math.prod(s), f"{where}[{k!r}]")
+            _number_list(x[k], math.prod(s) if sized else None, f"{where}[{k!r}]")
     else:
-        _number_list(x, math.prod(shape), where)
+        _number_list(x, math.prod(shape) if sized else None, where)
 
 
 def check(data: Any, rule: str | None = None) -> None:
@@ -185,7 +187,7 @@ def check(data: Any, rule: str | None = None) -> None:
                 last = t
                 _values(step["params"], shape, f"{sw} params")
                 for slot, values in (step.get("state") or {}).items():
-                    _values(values, shape, f"{sw} state[{slot!r}]")
+                    _values(values, shape, f"{sw} state[{slot!r}]", sized=False)
             for quantity, cls in (case.get("tolerance") or {}).items():
                 try:
                     Tolerance.parse(cls)
