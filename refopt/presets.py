@@ -27,6 +27,11 @@ from .rules._base import suggest
 
 __all__ = ["Preset", "names", "get", "describe"]
 
+# presets whose defaults refopt refuses (pytorch_optimizer's bfloat16 momentum buffer): the arguments that
+# the golden vectors and `refopt verify` use in their place
+RUNNABLE_ARGS = {"pytorch_optimizer.AdaFactor": {"betas": (None, 0.999)}}
+# pairs whose default has no None but that take one (pytorch_optimizer's betas=(None, β2): no momentum)
+_PAIRS_WITH_NONE = {("pytorch_optimizer.AdaFactor", "betas")}
 REQUIRED = object()  # an argument the implementation requires (optax's learning_rate)
 _INERT_TORCH = {"foreach": None, "fused": None, "capturable": False, "differentiable": False}
 
@@ -81,8 +86,9 @@ def _check_argument(preset: str, key: str, value: Any, default: Any) -> None:
         if not isinstance(value, bool):
             raise TypeError(f"{preset}: {key} must be True or False; got {value!r}")
     elif isinstance(default, tuple):
+        none_ok = None in default or (preset, key) in _PAIRS_WITH_NONE
         if not isinstance(value, (tuple, list)) or len(value) != len(default) or not all(
-                _is_real(x) or (x is None and None in default) for x in value):
+                _is_real(x) or (x is None and none_ok) for x in value):
             raise TypeError(f"{preset}: {key} must be a pair of numbers like {default!r}; got {value!r}")
     elif _is_real(default) or default is REQUIRED:
         if not _is_real(value):
@@ -603,6 +609,199 @@ _add(
     inert=("foreach", "n_sma_threshold", "degenerated_to_sgd"),
 )
 
+
+
+# ---------------------------------------------------------------------------------------
+# Adafactor, Fromage, M-SVAG (refopt.rules.adafactor / fromage / msvag)
+# ---------------------------------------------------------------------------------------
+
+
+def _dtype_name(x) -> str:
+    """'float64' for torch.float64, jnp.float64, numpy.float64 or the string itself."""
+    return str(getattr(x, "__name__", x)).rsplit(".", 1)[-1]
+
+
+def _torch_adafactor(a):
+    return dict(lr=a["lr"], beta2_decay=a["beta2_decay"], eps=tuple(a["eps"]), d=a["d"],
+                weight_decay=a["weight_decay"], maximize=a["maximize"], eps1_mode="clamp", factored="last_two",
+                weight_decay_mode="lr")
+
+
+_add(
+    "torch.optim.Adafactor",
+    "adafactor",
+    "pytorch/pytorch torch/optim/_adafactor.py (2.13)",
+    dict(lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, foreach=None, maximize=False),
+    _torch_adafactor,
+    notes="ε1 (None: the dtype's machine epsilon) clamps the statistics instead of being added to g²; lr is the "
+          "relative-step cap; weight decay θ(1 - lr·λ) with that cap; factored over the last two axes of ndim >= 2",
+    inert=("foreach",),
+)
+
+
+def _hf_adafactor(name, lr_key, eps_key):
+    def to_hyper(a):
+        if a[lr_key] is not None and a["relative_step"] and name == "transformers.Adafactor":
+            raise _unsupported(name, lr_key, a[lr_key], "transformers raises: lr cannot be given with relative_step=True")
+        if not a["relative_step"] and a[lr_key] is None:
+            raise _unsupported(name, "relative_step", False, "the implementation needs an lr without relative_step")
+        if a["warmup_init"] and not a["relative_step"]:
+            raise _unsupported(name, "warmup_init", True, "warmup_init needs relative_step=True")
+        lr = 1e-2 if a["relative_step"] else a[lr_key]
+        return dict(lr=lr, beta2_decay=a["decay_rate"], eps=tuple(a[eps_key]), d=a["clip_threshold"],
+                    weight_decay=a["weight_decay"], beta1=a["beta1"] or 0.0, relative_step=a["relative_step"],
+                    warmup_init=a["warmup_init"], scale_parameter=a["scale_parameter"], factored="last_two",
+                    weight_decay_mode="relative")
+
+    return to_hyper
+
+
+_add(
+    "transformers.Adafactor",
+    "adafactor",
+    "huggingface/transformers src/transformers/optimization.py Adafactor (5.25.0; a copy of fairseq's)",
+    dict(lr=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_rate=-0.8, beta1=None, weight_decay=0.0,
+         scale_parameter=True, relative_step=True, warmup_init=False),
+    _hf_adafactor("transformers.Adafactor", "lr", "eps"),
+    notes="relative step min(1e-2, 1/√t) (lr must be None then); β1 on the scaled update; weight decay θ - λα_tθ; "
+          "half-precision params are computed in float32 there (refopt takes float32/float64 only)",
+)
+_add(
+    "torch_optimizer.Adafactor",
+    "adafactor",
+    "jettify/pytorch-optimizer torch_optimizer/adafactor.py (0.3.0)",
+    dict(lr=None, eps2=(1e-30, 1e-3), clip_threshold=1.0, decay_rate=-0.8, beta1=None, weight_decay=0.0,
+         scale_parameter=True, relative_step=True, warmup_init=False),
+    _hf_adafactor("torch_optimizer.Adafactor", "lr", "eps2"),
+    notes="HF's algorithm; lr is ignored when relative_step=True; for arrays of ndim >= 3 its _approx_sq_grad "
+          "(mean without keepdim) raises or mis-broadcasts -- refopt computes the intended statistics",
+)
+
+
+def _optax_adafactor(a):
+    name = "optax.adafactor"
+    _no(name, a, "decay_offset", 0, "the β̂2 schedule starts at step 0")
+    _no(name, a, "weight_decay_mask", None, "weight decay applies to every array")
+    if a["clipping_threshold"] is None:
+        raise _unsupported(name, "clipping_threshold", None, "update clipping is always on (pass a large d)")
+    if a["momentum"] is not None and _dtype_name(a["dtype_momentum"]) != "float64":
+        raise _unsupported(name, "dtype_momentum", _dtype_name(a["dtype_momentum"]),
+                           "the first moment has the params' dtype; pass dtype_momentum=jnp.float64 with float64 params")
+    lr = 1.0 if a["learning_rate"] is None else a["learning_rate"]
+    return dict(lr=lr, relative_step=False, beta2_decay=-a["decay_rate"], eps=(a["eps"], 1e-3),
+                d=a["clipping_threshold"], scale_parameter=a["multiply_by_parameter_scale"],
+                beta1=a["momentum"] or 0.0, weight_decay=a["weight_decay_rate"] or 0.0, weight_decay_mode="unscaled",
+                factored="two_largest" if a["factored"] else "none",
+                min_dim_size_to_factor=int(a["min_dim_size_to_factor"]), decay_dtype="float32")
+
+
+_add(
+    "optax.adafactor",
+    "adafactor",
+    "google-deepmind/optax optax/_src/alias.py adafactor, optax/_src/factorized.py scale_by_factored_rms (0.2.8)",
+    dict(learning_rate=None, min_dim_size_to_factor=128, decay_rate=0.8, decay_offset=0,
+         multiply_by_parameter_scale=True, clipping_threshold=1.0, momentum=None, dtype_momentum="float32",
+         weight_decay_rate=None, eps=1e-30, factored=True, weight_decay_mask=None),
+    _optax_adafactor,
+    notes="no relative step: learning_rate=None means a step of 1·max(1e-3, RMS(θ))·Û; factors the two largest "
+          "axes only if the smaller has >= min_dim_size_to_factor (128) entries; β̂2t in float32; weight decay "
+          "added to the scaled update (not lr-scaled)",
+    inert=("dtype_momentum",),
+)
+
+
+def _keras_adafactor(a):
+    name = "keras.optimizers.Adafactor"
+    for key in ("clipnorm", "clipvalue", "global_clipnorm", "loss_scale_factor", "gradient_accumulation_steps"):
+        _no(name, a, key, None, "compose a refopt.transforms clip or scale the gradient yourself")
+    _no(name, a, "use_ema", False, "an EMA of the weights is not part of the update rule")
+    wd = a["weight_decay"]
+    # keras always takes ρ_t = min(lr, 1/√t) and scales by max(ε2, RMS(θ)), whatever relative_step says
+    return dict(lr=_keras_lr(a), beta2_decay=a["beta_2_decay"], eps=(a["epsilon_1"], a["epsilon_2"]),
+                d=a["clip_threshold"], factored="last_two", weight_decay=wd or 0.0, weight_decay_mode="lr_first",
+                alpha_float32=True)
+
+
+_add(
+    "keras.optimizers.Adafactor",
+    "adafactor",
+    "keras-team/keras keras/src/optimizers/adafactor.py; weight decay in base_optimizer.py (θ - θ·λ·lr) (3.15.1)",
+    dict(learning_rate=0.001, beta_2_decay=-0.8, epsilon_1=1e-30, epsilon_2=1e-3, clip_threshold=1.0,
+         relative_step=True, **_KERAS_COMMON),
+    _keras_adafactor,
+    notes="ρ_t = min(learning_rate, 1/√t) whether or not relative_step is set (the default 1e-3 is 10x the "
+          "paper's 1e-2); learning_rate rounded to float32 (a Keras Variable); α_t evaluated in float32",
+    inert=("relative_step", "ema_momentum", "ema_overwrite_frequency", "name"),
+)
+
+
+def _po_adafactor(a):
+    name = "pytorch_optimizer.AdaFactor"
+    _no(name, a, "ams_bound", False, "the AMSBound form is not in the paper")
+    _no(name, a, "fixed_decay", False, "only the lr-scaled decoupled decay is reproduced")
+    _no(name, a, "weight_decouple", True, "only the decoupled decay θ - λα_tθ is reproduced")
+    betas = tuple(a["betas"])
+    if len(betas) != 2:
+        raise _unsupported(name, "betas", betas, "a third beta (CAME-style) is not reproduced")
+    beta1, beta2 = betas
+    if beta1 is not None and _dtype_name(a["momentum_dtype"]) not in ("float64",):
+        raise _unsupported(name, "momentum_dtype", _dtype_name(a["momentum_dtype"]),
+                           "a momentum buffer in another dtype than the params' is not reproduced; pass "
+                           "momentum_dtype=torch.float64 with float64 params, or betas=(None, β2)")
+    if a["warmup_init"] and not a["relative_step"]:
+        raise _unsupported(name, "warmup_init", True, "warmup_init needs relative_step=True")
+    lr = 1e-2 if a["relative_step"] else a["lr"]
+    return dict(lr=lr, beta2_decay=a["decay_rate"], eps=(a["eps1"], a["eps2"]), d=a["clip_threshold"],
+                weight_decay=a["weight_decay"], maximize=a["maximize"], beta1=beta1 or 0.0,
+                relative_step=a["relative_step"], warmup_init=a["warmup_init"], scale_parameter=a["scale_parameter"],
+                factored="last_two", weight_decay_mode="relative", beta2_cap=beta2)
+
+
+_add(
+    "pytorch_optimizer.AdaFactor",
+    "adafactor",
+    "kozistr/pytorch_optimizer pytorch_optimizer/optimizer/adafactor.py (4.1.0)",
+    dict(lr=1e-3, betas=(0.9, 0.999), decay_rate=-0.8, weight_decay=0.0, weight_decouple=True, fixed_decay=False,
+         clip_threshold=1.0, ams_bound=False, scale_parameter=True, relative_step=True, warmup_init=False,
+         eps1=1e-30, eps2=1e-3, momentum_dtype="bfloat16", foreach=None, maximize=False),
+    _po_adafactor,
+    notes="its default first moment lives in a bfloat16 buffer, which refopt does not reproduce (refused; "
+          "betas=(None, 0.999) or momentum_dtype=torch.float64); β̂2t capped at betas[1]; lr ignored when "
+          "relative_step=True",
+    inert=("foreach", "momentum_dtype"),
+)
+
+
+def _optax_fromage(a):
+    return dict(lr=a["learning_rate"], min_norm=a["min_norm"])
+
+
+_add(
+    "optax.fromage",
+    "fromage",
+    "google-deepmind/optax optax/_src/alias.py fromage, transform.py scale_by_trust_ratio (0.2.8)",
+    dict(learning_rate=REQUIRED, min_norm=1e-6),
+    _optax_fromage,
+    notes="norms floored at min_norm; evaluated as θ + (-η/√(1+η²)) r g + (1/√(1+η²) - 1) θ: equal up to rounding",
+)
+_add(
+    "pytorch_optimizer.Fromage",
+    "fromage",
+    "kozistr/pytorch_optimizer pytorch_optimizer/optimizer/fromage.py (4.1.0; the maths of jxbz/fromage fromage.py)",
+    dict(lr=1e-2, p_bound=None, maximize=False, foreach=None),
+    lambda a: dict(lr=a["lr"], p_bound=a["p_bound"], maximize=a["maximize"]),
+    notes="r = 1 (a plain SGD step) when a norm is 0; p_bound stored from the first step's params",
+    inert=("foreach",),
+)
+_add(
+    "pytorch_optimizer.MSVAG",
+    "msvag",
+    "kozistr/pytorch_optimizer pytorch_optimizer/optimizer/msvag.py (4.1.0; a port of lballes/msvag msvag.py)",
+    dict(lr=1e-2, beta=0.9, maximize=False, foreach=None),
+    lambda a: dict(lr=a["lr"], beta=a["beta"], maximize=a["maximize"], ema="lerp"),
+    notes="ρ capped at 0.9999, γ: NaN -> 0 then clipped to [0, 1]; first moment via lerp",
+    inert=("foreach",),
+)
 
 # ---------------------------------------------------------------------------------------
 # NAdam, Adamax, Yogi, AdaBound / AMSBound (refopt.rules.nadam, adamax, yogi, adabound)

@@ -166,8 +166,6 @@ _COMPANIONS: dict[str, dict[str, Any]] = {
 }
 # required preset arguments (optax's learning_rate) get this value
 _PRESET_REQUIRED = {"learning_rate": 1e-3}
-# presets whose defaults refopt refuses (a bfloat16 buffer) get these arguments instead
-_PRESET_ARGS = {"pytorch_optimizer.AdaFactor": {"betas": (None, 0.999)}}
 
 
 # ---------------------------------------------------------------------------------------
@@ -543,7 +541,7 @@ def _configs(name: str) -> list[dict]:
         if pre.rule != name:
             continue
         args = {k: _PRESET_REQUIRED[k] for k, v in pre.args.items() if v is presets.REQUIRED}
-        args.update(_PRESET_ARGS.get(pname, {}))
+        args.update(presets.RUNNABLE_ARGS.get(pname, {}))  # defaults that refopt refuses
         flags = ["preset"]
         built = presets.get(pname, **args)
         if built.hyper.get("weight_decay"):

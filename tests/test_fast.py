@@ -34,7 +34,7 @@ from refopt.fast._trace import NotElementwise, trace_leaf
 from _variants import rule_cls, variants
 
 FAST_RULES = ["sgd", "adam", "adamw", "amsgrad", "radam", "adabelief", "diffgrad", "rmsprop", "adagrad",
-              "adadelta", "lion", "signsgd", "adabound", "amsbound", "yogi", "adamax", "nadam"]
+              "adadelta", "lion", "signsgd", "adabound", "amsbound", "yogi", "adamax", "nadam", "msvag"]
 EXP_RULES = {"diffgrad"}  # exp is not correctly rounded: compiled kernels meet these within a few ulp
 
 
@@ -137,6 +137,9 @@ def test_golden_vectors_pass_through_the_fast_path():
     [
         (ro.rules.clipped_sgd(), "pools quantities over the whole parameter tree"),
         (ro.rules.normalized_sgd(), "pools quantities over the whole parameter tree"),
+        (ro.rules.clipped_adafactor(), "pools quantities over the whole parameter tree"),
+        (ro.rules.adafactor(), "inspects an array's shape"),  # row/column statistics of each array
+        (ro.rules.fromage(), "xp.linalg is not an elementwise operation"),  # per-array norms
         (ro.rules.adam(lr=np.array([[1e-3], [1e-2]])), "batched hyper-parameters"),
     ],
 )

@@ -323,7 +323,9 @@ def test_a_current_release_is_never_named_as_buggy(name):
     adabound_groups = {"adabound-base-lr-param-groups"}
     still_open = {"torch_optimizer.AdaBelief": {"adabelief-amsgrad-eps-drift"}, "adabound.AdaBound": adabound_groups,
                   "torch_optimizer.AdaBound": adabound_groups,
-                  "pytorch_optimizer.AdaBound": adabound_groups}.get(name, set())
+                  "pytorch_optimizer.AdaBound": adabound_groups,
+                  # Adafactor's ndim >= 3 statistics (verify skips those cases for it, saying why)
+                  "torch_optimizer.Adafactor": {"adafactor-approx-sq-grad-ndim3"}}.get(name, set())
     assert {b["id"] for b in impl["known_bugs"] if b["kind"] in ("bug", "regression")} == still_open
 
 

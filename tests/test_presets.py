@@ -56,9 +56,17 @@ def test_recording_matches_problem():
     np.testing.assert_array_equal(DATA["theta0"], record.THETA0)
 
 
+# presets of packages that are not installed where the peers are recorded, checked elsewhere
+NOT_RECORDED = {
+    "transformers.Adafactor": "tests/test_baselines_factored.py: the golden values of transformers 5.25.0",
+    # this recorder runs Keras with floatx float32, where Keras 3.15 mixes float32 state into float64 steps
+    "keras.optimizers.Adafactor": "tests/test_baselines_factored.py: live, floatx float64, torch backend",
+}
+
+
 def test_every_preset_is_recorded():
     recorded = {c["preset"] for c in CASES}
-    assert sorted(set(ro.presets.names()) - recorded) == []
+    assert sorted(set(ro.presets.names()) - recorded - set(NOT_RECORDED)) == []
 
 
 @pytest.mark.parametrize("case", CASES, ids=_ids())

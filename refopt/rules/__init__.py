@@ -33,6 +33,10 @@ _RULES: dict[str, tuple[str, str]] = {
     "yogi": ("_yogi", "Yogi"),
     "adamax": ("_adamax", "Adamax"),
     "nadam": ("_nadam", "NAdam"),
+    "msvag": ("_msvag", "MSVAG"),
+    "fromage": ("_fromage", "Fromage"),
+    "adafactor": ("_adafactor", "Adafactor"),
+    "clipped_adafactor": ("_adafactor", "ClippedAdafactor"),
 }
 
 

@@ -65,6 +65,7 @@ FAMILIES = {
     "adabelief_pytorch.": ("adabelief_pytorch", "adabelief-pytorch"),
     "torch_optimizer.": ("torch_optimizer", "torch-optimizer"),
     "pytorch_optimizer.": ("pytorch_optimizer", "pytorch_optimizer"),
+    "transformers.": ("transformers", "transformers"),
     "adabound.": ("adabound", "adabound"),
 }
 ADAPTER_PREFIXES = tuple(FAMILIES)
@@ -194,6 +195,7 @@ def _probe(preset) -> tuple[dict, _Mapping]:
     if preset.name in _PROBED:
         return _PROBED[preset.name]
     base_args = {k: (1e-3 if v is REQUIRED else v) for k, v in preset.args.items()}
+    base_args.update(presets.RUNNABLE_ARGS.get(preset.name, {}))  # defaults that refopt refuses
     mapping = _Mapping()
     base = _build(preset, base_args)
     if base is None:
@@ -259,6 +261,9 @@ def invert(preset, config: rules.Rule, exact: bool = True, ignore: tuple = ()) -
     for arg, comp, key in mapping.numeric:
         value = flat.get(key)
         if value is None:
+            default = preset.args[arg] if comp is None else preset.args[arg][comp]
+            if default is None and key in flat:
+                continue  # None given as None (torch Adafactor's eps=(None, ε2), Fromage's p_bound)
             return None
         default = preset.args[arg]
         if default is None and key in flat and value == flat_hyper(_build(preset, base_args))[key]:
@@ -412,6 +417,14 @@ class Target:
         if xla and "subnormal" in case.flags:
             return ("XLA flushes subnormal numbers to zero on CPU and GPU (jax's default), so this case's "
                     "subnormal inputs read as 0 there; refopt keeps them")
+        shapes = case.shape.values() if isinstance(case.shape, dict) else [case.shape]
+        if self.name == "torch_optimizer.Adafactor" and any(len(s) >= 3 for s in shapes):
+            return ("torch-optimizer's Adafactor takes the row mean without keepdim, so an array of ndim >= 3 "
+                    "raises or is mis-broadcast (specs/rules/adafactor.toml, discrepancy A3)")
+        if self.name == "keras.optimizers.Adafactor" and case.dtype == "float64":
+            return ("Keras 3 computes parts of Adafactor's float64 step in float32 (ops.mean casts float64 to "
+                    "float32 on the torch backend; other backends differ), so its float64 steps agree with "
+                    "refopt only to about 1e-7")
         return None
 
     def start(self, args: dict, dtype: str) -> Callable:

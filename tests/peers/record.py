@@ -137,6 +137,19 @@ CASES: list[tuple[str, dict]] = [
     ("pytorch_optimizer.Yogi", dict(lr=0.01, weight_decay=0.1, weight_decouple=False)),
     ("pytorch_optimizer.AdaMax", dict(lr=0.01)),
     ("pytorch_optimizer.AdaMax", dict(lr=0.01, weight_decay=0.1, weight_decouple=True, fixed_decay=True)),
+    ("torch.optim.Adafactor", dict()),
+    ("torch.optim.Adafactor", dict(lr=0.05, weight_decay=0.1, d=2.0)),
+    ("optax.adafactor", dict(learning_rate=0.01)),
+    ("optax.adafactor", dict(learning_rate=0.01, multiply_by_parameter_scale=False, weight_decay_rate=0.1)),
+    ("torch_optimizer.Adafactor", dict()),
+    ("torch_optimizer.Adafactor", dict(lr=0.01, relative_step=False, beta1=0.9, weight_decay=0.1)),
+    ("pytorch_optimizer.AdaFactor", dict(betas=(None, 0.999))),
+    ("pytorch_optimizer.AdaFactor", dict(lr=0.01, relative_step=False, betas=(None, 0.999), weight_decay=0.1)),
+    ("optax.fromage", dict(learning_rate=0.01)),
+    ("pytorch_optimizer.Fromage", dict()),
+    ("pytorch_optimizer.Fromage", dict(lr=0.1, p_bound=1.0)),
+    ("pytorch_optimizer.MSVAG", dict()),
+    ("pytorch_optimizer.MSVAG", dict(lr=0.1, beta=0.8)),
 ]
 
 
