@@ -45,7 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in _COMMANDS.items():
         module.add_parser(sub)
+    for name, sp in sub.choices.items():  # every sub-command documents its exit status
+        if not sp.epilog:
+            sp.epilog = _EXIT.get(name, "Exit status: 0 success; 2 bad usage or an input, file or optional extra to fix "
+                                  "(one line on stderr).")
     return parser
+
+
+_EXIT = {
+    "verify": "Exit status: 0 every case passes; 1 a mismatch; 2 bad usage, or a target that raises, exits, hangs or "
+              "returns the wrong thing (one line on stderr).",
+    "collab": "Exit status: 0 a finished run (a divergence is reported in the output, diverged_at); 2 bad usage, or "
+              "work refused before it starts (memory, an output path).",
+    "fed": "Exit status: 0 a finished run (a divergence is reported in the output, diverged_at); 2 bad usage, or work "
+           "refused before it starts (schedule size, memory, an output path).",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

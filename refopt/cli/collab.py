@@ -59,16 +59,19 @@ def add_parser(sub) -> None:
         "is batch 1 with a constant lr 0.5 for 300 steps, where momentum's damping of gradient noise shows under "
         "ALIE. Options given explicitly override the scenario.",
     )
-    p.add_argument("--algorithm", choices=ALGORITHMS, default="monna")
+    p.add_argument("--algorithm", choices=ALGORITHMS, default="monna",
+                   help="D-SGD, MoNNA (momentum + nearest-neighbour averaging), NNA (without momentum) or a robust "
+                   "baseline (default monna)")
     p.add_argument("--attack", choices=tuple(ATTACKS), default="alie",
                    help="alie and optimal_foe are line-searched against the defender (the MoNNA paper's); ipm is "
                    "the fixed -2μ (Fall of Empires, refopt.attacks.foe); mimic copies an honest node (warm-up "
                    "heuristic); none: every node is honest; foe: deprecated name of optimal_foe")
-    p.add_argument("--nodes", type=int, default=26)
+    p.add_argument("--nodes", type=int, default=26, help="number of nodes, Byzantine ones included (default 26)")
     p.add_argument("--byzantine", type=int, default=5, help="Byzantine nodes (also the f the rules declare)")
     p.add_argument("--alpha", type=float, default=1.0, help="Dirichlet heterogeneity α (inf: identical class mixes)")
     p.add_argument("--dataset", choices=tuple(problems.dataset_names()) if hasattr(problems, "dataset_names")
-                   else ("digits", "gaussian_mixture"), default="digits")
+                   else ("digits", "gaussian_mixture"), default="digits",
+                   help="the data: the bundled 8x8 digits (default) or a synthetic Gaussian mixture")
     p.add_argument("--scenario", choices=tuple(SCENARIOS), default="paper",
                    help="paper: batch 25, lr 0.75/(1 + t/50), 600 steps; noisy: batch 1, lr 0.5, 300 steps")
     p.add_argument("--model", choices=MODELS, default="softmax",
@@ -79,9 +82,10 @@ def add_parser(sub) -> None:
                    help="a constant learning rate (default: the scenario's; paper: the schedule 0.75/(1 + t/50))")
     p.add_argument("--convention", choices=("all", "code"), default="all",
                    help="receive sets: the paper's all-to-all, or the code's n-f received / n-2f averaged")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", choices=("numpy", "torch", "cupy"), default="numpy")
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data split, batches and attack (default 0)")
+    p.add_argument("--backend", choices=("numpy", "torch", "cupy"), default="numpy",
+                   help="array library for every node's model (cupy: on the GPU)")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="dtype of the models (default float64)")
     p.add_argument("--plot", metavar="PATH", help="write accuracy and loss curves")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the text summary")
     _progress.add_flag(p)

@@ -38,26 +38,30 @@ def add_parser(sub) -> None:
         "Defaults: the scenario of refopt reproduce fedfix, 10 one-dimensional quadratic clients with optima "
         "θ_i* = i and F-80 speeds. An option that does not apply to the chosen scheme is an error.",
     )
-    p.add_argument("--scheme", choices=SCHEMES, default="fedfix")
+    p.add_argument("--scheme", choices=SCHEMES, default="fedfix",
+                   help="the server rule: FedAvg, FedAsync (asynchronous FedAvg), FedBuff or FedFix (default fedfix)")
     p.add_argument("--delta-t", type=float, default=None, help="FedFix's aggregation window Δt (fedfix only; default 0.5)")
     p.add_argument("--buffer", type=int, default=None, help="FedBuff's buffer size (fedbuff only; default 5)")
     p.add_argument("--alpha", type=float, default=None,
                    help="FedAsync's mixing α (Xie et al.; fedasync only); default: Fraboni's asynchronous FedAvg")
     p.add_argument("--staleness", choices=STALENESS, default=None,
                    help="staleness function (fedbuff, and fedasync with --alpha; default constant)")
-    p.add_argument("--clients", type=int, default=10)
+    p.add_argument("--clients", type=int, default=10, help="number of clients (default 10)")
     p.add_argument("--speeds", default="F-80", help="F-X (the paper's linear spread), exp, half_normal, or "
                    "comma-separated client times")
-    p.add_argument("--weights", choices=("identical", "unbiased"), default="identical")
-    p.add_argument("--problem", choices=("quadratic", "softmax"), default="quadratic")
-    p.add_argument("--local-steps", type=int, default=1)
-    p.add_argument("--lr-local", type=float, default=0.003)
-    p.add_argument("--lr-server", type=float, default=1.0)
+    p.add_argument("--weights", choices=("identical", "unbiased"), default="identical",
+                   help="aggregation weights: identical, or unbiased (d_i = p_i / f_i, which removes the bias toward "
+                   "fast clients)")
+    p.add_argument("--problem", choices=("quadratic", "softmax"), default="quadratic",
+                   help="quadratic clients (closed-form fixed points) or softmax regression on digits")
+    p.add_argument("--local-steps", type=int, default=1, help="SGD steps a client takes per round (default 1)")
+    p.add_argument("--lr-local", type=float, default=0.003, help="clients' learning rate (default 0.003)")
+    p.add_argument("--lr-server", type=float, default=1.0, help="server learning rate (default 1)")
     p.add_argument("--horizon", type=float, default=3000.0, help="simulated time to run for (default 3000)")
     p.add_argument("--max-steps", type=int, default=MAX_STEPS,
                    help=f"refuse a run whose schedule would exceed this many server steps (counted before it is "
                    f"built; default {MAX_STEPS:,})")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the client times, data and batches (default 0)")
     p.add_argument("--plot", metavar="PATH", help="write the loss against simulated time")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the text summary")
 

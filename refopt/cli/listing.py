@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 from .. import rules
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("list", help="list update rules and presets", description="List update rules and presets.")
     p.add_argument("what", nargs="?", choices=("rules", "presets"), help="only rules or only presets")
+    p.add_argument("--json", action="store_true",
+                   help="print {rules: {name: title}, presets: {name: {rule, source, releases}}} as JSON")
 
 
 def _print_rules() -> None:
@@ -28,6 +32,17 @@ def _print_presets() -> None:
 
 
 def run(args) -> int:
+    if args.json:
+        from .. import presets
+
+        out = {}
+        if args.what in (None, "rules"):
+            out["rules"] = {n: rules.rule_class(n).title for n in rules.names()}
+        if args.what in (None, "presets"):
+            out["presets"] = {n: {"rule": p.rule, "source": p.source, "releases": p.versions or None}
+                              for n, p in ((n, presets.describe(n)) for n in presets.names())}
+        print(json.dumps(out, ensure_ascii=False, indent=1))
+        return 0
     if args.what in (None, "rules"):
         _print_rules()
     if args.what is None:

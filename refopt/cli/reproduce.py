@@ -11,7 +11,9 @@ problem (Pan & Li's sharp-coordinate quadratics).
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -51,6 +53,9 @@ def add_parser(sub) -> None:
     p.add_argument("--convention", choices=("all", "code"), default="all",
                    help="monna: receive sets of the paper's algorithm (all-to-all) or of its code (n-f received), "
                    "which produced the paper's figures")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: every experiment's rows (what the source reports, what refopt gets, "
+                   "the verdict), notes and plots")
     _progress.add_flag(p)
 
 
@@ -75,6 +80,13 @@ class Outcome:
     @property
     def passed(self) -> bool:
         return all(r.ok is not False for r in self.rows)
+
+    def as_dict(self) -> dict:
+        verdict = {True: "agrees", False: "DIFFERS", None: None}
+        return {"title": self.title, "protocol": self.protocol, "passed": self.passed,
+                "rows": [{"what": r.what.strip(), "source_reports": r.reported, "refopt": r.refopt,
+                          "verdict": verdict[r.ok]} for r in self.rows],
+                "notes": list(self.notes), "plots": list(self.plots)}
 
     def render(self) -> str:
         w1 = max(len(r.what) for r in self.rows)
@@ -641,8 +653,9 @@ def run(args) -> int:
         if have_matplotlib():
             out = args.out
         else:
-            print("(no plots: matplotlib is not installed; pip install 'refopt[plot]')\n")
-    failed = []
+            print("(no plots: matplotlib is not installed; pip install 'refopt[plot]')\n",
+                  file=sys.stderr if args.json else sys.stdout)
+    failed, results = [], []
     bar = _progress.Bar(None, "reproduce", _progress.wanted(args), unit=" runs")
     for name in chosen:
         start = time.perf_counter()
@@ -656,11 +669,17 @@ def run(args) -> int:
         else:
             outcome = RUNNERS[name](out)
         bar.update()
-        print(outcome.render())
-        print(f"  ({time.perf_counter() - start:.1f} s)\n")
+        if args.json:
+            results.append({"experiment": name, **outcome.as_dict(), "seconds": time.perf_counter() - start})
+        else:
+            print(outcome.render())
+            print(f"  ({time.perf_counter() - start:.1f} s)\n")
         if not outcome.passed:
             failed.append(name)
     bar.close()
+    if args.json:
+        print(json.dumps({"passed": not failed, "experiments": results}, ensure_ascii=False, allow_nan=False))
+        return 1 if failed else 0
     if failed:
         print(f"refopt reproduce: {', '.join(failed)} differ from the reported outcome (rows marked DIFFERS)")
         return 1

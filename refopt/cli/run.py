@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import sys
 
 import numpy as np
@@ -31,6 +32,8 @@ def add_parser(sub) -> None:
                    help="dtype of the start points and of every step (default float64)")
     p.add_argument("--csv", metavar="PATH", help="write step, run, coordinates and loss of every iterate")
     p.add_argument("--plot", metavar="PATH", help="write a plot (contours and trajectories in 2-D, x or loss versus step otherwise)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: every run's iterates and losses, and where it diverged")
     _progress.add_flag(p)
 
 
@@ -68,7 +71,18 @@ def run(args) -> int:
     x = np.asarray(result.x).reshape(args.steps + 1, -1, function.dim)
     loss = np.asarray(result.loss).reshape(args.steps + 1, -1)
     minimizers = np.asarray(function.minimizers, dtype=np.float64)
+    diverged = np.asarray(result.diverged_at).reshape(-1)
 
+    if args.json:
+        num = lambda v: _json_number(float(v))  # noqa: E731
+        print(json.dumps({
+            "rule": rule.name, "hyper": {k: repr(v) for k, v in rule.hyper.items()}, "function": function.name,
+            "steps": args.steps, "dtype": args.dtype,
+            "runs": [{"x0": [num(v) for v in x[0, r]], "diverged_at": None if diverged[r] < 0 else int(diverged[r]),
+                      "x": [[num(v) for v in x[k, r]] for k in range(args.steps + 1)],
+                      "loss": [num(v) for v in loss[:, r]]} for r in range(x.shape[1])],
+        }, allow_nan=False))
+        return _write_outputs(args, rule, function, x, loss, quiet=True)
     print(f"{rule!r} on {function.name} ({function.title}), {args.steps} steps, {args.dtype}")
     every = max(1, args.steps // 10)
     shown = sorted(set(range(0, args.steps + 1, every)) | {args.steps})
@@ -88,7 +102,15 @@ def run(args) -> int:
                   f" (minimum value {function.minimum:.6g})")
     if result.any_diverged:
         print("\n" + result.report())
+    return _write_outputs(args, rule, function, x, loss, quiet=False)
 
+
+def _json_number(v: float):
+    return v if np.isfinite(v) else ("nan" if np.isnan(v) else ("inf" if v > 0 else "-inf"))
+
+
+def _write_outputs(args, rule, function, x, loss, quiet: bool) -> int:
+    say = (lambda text: print(text, file=sys.stderr)) if quiet else print
     if args.csv:
         with open(args.csv, "w", newline="") as fh:
             w = csv.writer(fh)
@@ -96,7 +118,7 @@ def run(args) -> int:
             for k in range(args.steps + 1):
                 for r in range(x.shape[1]):
                     w.writerow([k, r, *(repr(float(v)) for v in x[k, r]), repr(float(loss[k, r]))])
-        print(f"\nwrote {args.csv}")
+        say(f"\nwrote {args.csv}")
     if args.plot:
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(6, 5))
@@ -117,5 +139,5 @@ def run(args) -> int:
         fig.tight_layout()
         fig.savefig(args.plot, dpi=120)
         plt.close(fig)
-        print(f"wrote {args.plot}")
+        say(f"wrote {args.plot}")
     return 0

@@ -8,6 +8,7 @@ bad usage (an unknown rule, no mode).
 
 from __future__ import annotations
 
+import json
 import sys
 
 from .. import vectors
@@ -27,6 +28,8 @@ def add_parser(sub) -> None:
     mode.add_argument("--write", action="store_true", help="regenerate and write the files")
     mode.add_argument("--check", action="store_true", help="regenerate in memory and compare bytes with the files")
     p.add_argument("--rule", action="append", metavar="R", help="only this rule (repeatable; default: every rule)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: the files written, or the files checked and every difference")
     _progress.add_flag(p)
 
 
@@ -36,12 +39,19 @@ def run(args) -> int:
         for r in selection:
             vectors.path(r)
     if args.write:
-        for target in vectors.write(selection):
-            print(f"wrote {target}")
+        written = [str(t) for t in vectors.write(selection)]
+        if args.json:
+            print(json.dumps({"mode": "write", "written": written}))
+        else:
+            for target in written:
+                print(f"wrote {target}")
         return 0
     names = selection or vectors.rules.names()
     with _progress.Bar(len(names), "vectors --check", _progress.wanted(args), unit=" rules") as bar:
         problems = vectors.check(selection, progress=lambda name: (bar.describe(f"checking {name}"), bar.update()))
+    if args.json:
+        print(json.dumps({"mode": "check", "files": len(names), "match": not problems, "differences": problems}))
+        return 1 if problems else 0
     if problems:
         print(f"refopt vectors: {len(problems)} of the vectors differ from what refopt generates:", file=sys.stderr)
         for p in problems:
