@@ -384,8 +384,7 @@ def test_trace_consistency(name):
 @pytest.mark.parametrize("name", RULES)
 def test_float32_tracks_float64(name):
     cls = rule_cls(name)
-    # a non-zero initial first moment (Yogi's m_0 in optax and the torch ports) has a sign of its own
-    options = [v for v in variants(cls) if not v[1].get("initial_momentum_value")]
+    options = variants(cls)
 
     @settings(max_examples=3)
     @given(seed=st.integers(0, 2**32 - 1))

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from .. import _array
 from ._adam import _BETAS, _EMA, ema_constants, first_moment
-from ._base import MAXIMIZE, Choice, Flag, Real, Rule, is_zero, select
+from ._base import MAXIMIZE, Choice, Flag, Real, Rule, is_zero
 
 __all__ = ["NAdam"]
 
@@ -118,11 +118,11 @@ class NAdam(Rule):
         m = first_moment(xp, s["m"], g, c)
         v = c.beta2 * s["v"] + c.one_minus_beta2 * g * g
         # torch: exp_avg_sq.div(bias_correction2).sqrt().add_(eps); optax: sqrt(v̂ + eps_root) + eps
-        denom = select(xp, is_zero(self.eps_root), lambda: xp.sqrt(v / c.bc2) + c.eps,
-                       lambda: xp.sqrt(v / c.bc2 + c.eps_root) + c.eps)
+        if is_zero(self.eps_root):
+            denom = xp.sqrt(v / c.bc2) + c.eps
+        else:  # adding a zero ε_root of some rows of a batch is exact: one form serves the whole batch
+            denom = xp.sqrt(v / c.bc2 + c.eps_root) + c.eps
         update_g = c.c_g * g / denom  # torch: param.addcdiv_(grad, denom, value=-c_g)
         update_m = c.c_m * m / denom  # torch: param.addcdiv_(exp_avg, denom, value=-c_m)
         trace = {"g": g, "m": m, "v": v, "denom": denom, "update_g": update_g, "update_m": update_m}
-        if c.tracing:
-            trace["update"] = update_g + update_m
         return (p - update_g) - update_m, {"m": m, "v": v}, trace

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from .. import _array
 from ._adam import _BETAS, _EMA, ema_constants, first_moment
-from ._base import MAXIMIZE, Choice, Flag, Real, Rule, is_zero
+from ._base import MAXIMIZE, Choice, Flag, Real, Rule, is_zero, select
 
 __all__ = ["Yogi"]
 
@@ -95,7 +95,7 @@ class Yogi(Rule):
     def _constants(self):
         beta1, beta2 = self.betas
         decay = 1.0 - self.weight_decay if self.fixed_decay else 1.0 - self.lr * self.weight_decay
-        return {**ema_constants(beta1, beta2), "decay": decay}
+        return {**ema_constants(beta1, beta2), "decay": decay, "no_eps_root": self.eps_root == 0}
 
     def _scalars(self, t):
         beta1, beta2 = self.betas
@@ -122,10 +122,9 @@ class Yogi(Rule):
         v = s["v"] - c.one_minus_beta2 * xp.sign(s["v"] - g2) * g2
         if c.eps_mode == "eps_hat":
             denom = xp.sqrt(v) + c.eps
-        elif is_zero(self.eps_root):  # torch-optimizer: (√v / √bc2) + ε
-            denom = xp.sqrt(v) / c.sqrt_bc2 + c.eps
-        else:  # optax: √(v̂ + ε_root) + ε
-            denom = xp.sqrt(v / c.bc2 + c.eps_root) + c.eps
+        else:  # torch-optimizer: (√v / √bc2) + ε; optax: √(v̂ + ε_root) + ε (per row: a batch may mix them)
+            denom = select(xp, c.no_eps_root, lambda: xp.sqrt(v) / c.sqrt_bc2 + c.eps,
+                           lambda: xp.sqrt(v / c.bc2 + c.eps_root) + c.eps)
         update = c.step_size * m / denom
         trace = {"g": g, "m": m, "v": v, "denom": denom, "update": update}
         return p - update, {"m": m, "v": v}, trace
