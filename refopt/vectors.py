@@ -129,7 +129,7 @@ _CHAIN_EVERY = 100
 _CHAIN_HYPER = {"rmsprop": {"lr": 1e-3}, "adadelta": {"lr": 0.1}}
 
 # rules whose quantities are pooled over the whole tree: they get a dict-tree case
-_POOLED = ("normalized_sgd", "clipped_sgd", "clipped_adam")
+_POOLED = ("normalized_sgd", "clipped_sgd", "clipped_adam", "clipped_lion", "clip_update_adam", "clip_update_lion")
 
 # rules that work per array (norms, factored statistics): their cases include a tree of a vector, a
 # matrix and a 3-D tensor, in every group

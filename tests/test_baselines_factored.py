@@ -458,3 +458,75 @@ def test_keras_adafactor_live(kw, dtype):
         rule = rule.replace(lr=kw.get("learning_rate", 0.001))
     err = np.max(np.abs(refopt_run(rule, dtype) - np.array(want))) / np.max(np.abs(np.array(want)))
     assert err <= F32_BOUND, err
+
+
+# ---------------------------------------------------------------------------------------
+# Pan & Li: clipped Lion and the clip-update variants (vector only)
+# ---------------------------------------------------------------------------------------
+
+LION = [[0.999, -1.9990000000000001, 0.499], [0.998, -1.9980000000000002, 0.498],
+        [0.997, -1.9970000000000003, 0.497]]
+CLIP_UPDATE = {
+    # landscape_utils.AdamParams as coded (bias correction with t + 1), c_u = 0.5
+    "adam_coded": ("clip_update_adam", dict(lr=1e-3, bias_correction="t_plus_1"), [
+        [0.99925586317877102, -1.9992558631784088, 0.49925586317840881],
+        [0.99839742293522871, -1.9983974229348664, 0.49839743450377505],
+        [0.99748779145646094, -1.9974877914560987, 0.49748783833777183]]),
+    "adam_coded_c0": ("clip_update_adam", dict(lr=1e-3, bias_correction="t_plus_1", update_clip_fraction=0.0), [
+        [0.99925586317877102, -1.999255863177485, 0.49925586317840881],
+        [0.99839742293522871, -1.9983974215317588, 0.49839743450377505],
+        [0.99748779145646094, -1.9974877857830122, 0.49748783833777183]]),
+    "adam_intended": ("clip_update_adam", dict(lr=1e-3), [
+        [0.99900000000222222, -1.9990000000018779, 0.49900000000187794],
+        [0.9980000349867556, -1.9980000349864113, 0.49800005318071966],
+        [0.99700012820197137, -1.997000128201627, 0.49700019497748721]]),
+    "lion_c0.5": ("clip_update_lion", dict(lr=1e-3), [
+        [0.99955000000000005, -1.9994675, 0.49946750000000001],
+        [0.99905976993925916, -1.9988876473949817, 0.49888764739498165],
+        [0.99852976310670227, -1.9982610237541187, 0.49826102375411879]]),
+    "lion_c1": ("clip_update_lion", dict(lr=1e-3, update_clip_fraction=1.0), LION),
+    "clipped_lion_c0": ("clipped_lion", dict(lr=1e-3, clip_fraction=0.0), LION),
+    "clipped_lion_c0.5": ("clipped_lion", dict(lr=1e-3, clip_fraction=0.5), LION),
+}
+
+
+@pytest.mark.parametrize("key", list(CLIP_UPDATE))
+def test_pan_li_lion_and_clip_update_published_numbers(key):
+    name, hyper, want = CLIP_UPDATE[key]
+    for got, w in zip(run(ro.rules.get(name, **hyper), V0.copy()), want):
+        assert_digits(got, w)
+    ref = run(ro.rules.lion(lr=1e-3), V0.copy())
+    if want is LION:
+        for a, b in zip(ref, want):
+            assert_digits(a, b)
+
+
+@pytest.mark.parametrize("c, params, moments", [
+    (0.0, [[-0.001] * 3, [-0.002] * 3, [-0.003] * 3],
+     [[0.1, 0.01, 0.001], [0.094, 0.0199, 0.00199], [0.08806, 0.029701, 0.00297]]),
+    # k = 1: τ = the 2nd largest |g|; C(g1) = [1, 1, 0.1], C(g2) = [-0.5, 0.5, 0.1]
+    (0.5, [[-0.001] * 3, [0.0, -0.002, -0.002], [0.001, -0.003, -0.003]],
+     [[0.01, 0.01, 0.001], [0.0049, 0.0149, 0.00199], [-0.000149, 0.019751, 0.00297]]),
+])
+def test_clipped_lion_separating_sequence(c, params, moments):
+    """Pan & Li lion.py from θ0 = 0 with injected gradients: clipping changes the trajectory
+    once a sign of the interpolation flips (the note prints m to 4-5 digits)."""
+    rule = ro.rules.clipped_lion(lr=1e-3, clip_fraction=c)
+    theta = np.zeros(3)
+    state = rule.init(theta)
+    for g, p, m in zip(([10.0, 1.0, 0.1], [-0.5, 1.0, 0.1], [-0.5, 1.0, 0.1]), params, moments):
+        theta, state = rule.step(theta, np.array(g), state)
+        np.testing.assert_allclose(theta, p, rtol=1e-15, atol=1e-18)
+        np.testing.assert_allclose(state["m"], m, rtol=1e-4)
+
+
+def test_pan_li_rules_pool_over_the_tree():
+    """τ spans every array; the fast paths refuse them, saying why."""
+    for rule in (ro.rules.clipped_lion(), ro.rules.clip_update_adam(), ro.rules.clip_update_lion()):
+        ok, why = ro.fast.supports(rule)
+        assert not ok and "pools quantities over the whole parameter tree" in why
+    rule = ro.rules.clip_update_adam(lr=1e-3)
+    tree = {"a": V0.copy(), "b": W0.copy()}
+    _, _, trace = rule.trace(tree, {k: quartic(v) for k, v in tree.items()}, rule.init(tree))
+    d = np.concatenate([np.abs(trace["d"][k]).ravel() for k in tree])
+    assert trace["tau_u"] == np.sort(d)[::-1][int(d.size * 0.5)]

@@ -37,6 +37,9 @@ _RULES: dict[str, tuple[str, str]] = {
     "fromage": ("_fromage", "Fromage"),
     "adafactor": ("_adafactor", "Adafactor"),
     "clipped_adafactor": ("_adafactor", "ClippedAdafactor"),
+    "clipped_lion": ("_panli", "ClippedLion"),
+    "clip_update_adam": ("_panli", "ClipUpdateAdam"),
+    "clip_update_lion": ("_panli", "ClipUpdateLion"),
 }
 
 
