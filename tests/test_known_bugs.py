@@ -43,6 +43,12 @@ def raw_catalogue() -> dict:
         return tomllib.load(fh)
 
 
+def _named(ident: dict) -> set:
+    """Every catalogue id an identification names (one bug, several at once, or per group)."""
+    matches = list(ident["matches"]) + [m for part in ident.get("by_group", []) for m in part["matches"]]
+    return {m["bug"]["id"] for m in matches if "bug" in m} | {b["id"] for m in matches for b in m.get("bugs", [])}
+
+
 # ---------------------------------------------------------------------------------------
 # the file itself
 # ---------------------------------------------------------------------------------------
@@ -206,8 +212,7 @@ def test_a_port_with_the_bug_is_named_and_the_port_without_it_passes(bug_id):
     report = verify(buggy, rule=rule, data=data)
     assert not report.passed, report.text()
     ident = report.identification
-    named = {m["bug"]["id"] for m in ident["matches"] if "bug" in m}
-    named |= {m["bug"]["id"] for part in ident.get("by_group", []) for m in part["matches"] if "bug" in m}
+    named = _named(ident)
     assert bug_id in named, ident["message"]
     assert bug_id in ident["message"]
     good = verify(correct, rule=rule, data=data)
@@ -296,8 +301,7 @@ def test_a_real_release_is_named_by_its_known_bug(folder, preset, bug_id):
     assert report["implementation"]["in_range"] is False
     assert bug_id in {b["id"] for b in report["implementation"]["known_bugs"]}
     ident = report["identification"]
-    named = {m["bug"]["id"] for m in ident["matches"] if "bug" in m}
-    named |= {m["bug"]["id"] for part in ident.get("by_group", []) for m in part["matches"] if "bug" in m}
+    named = _named(ident)
     assert bug_id in named, ident["message"]
 
 

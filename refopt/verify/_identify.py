@@ -229,6 +229,10 @@ def _identify_cases(rule_name: str, failing: list) -> dict:
              "max_rel": rel, "max_ulp": ulp}
         if cand.bug is not None:
             e["bug"] = cand.bug.as_dict()
+        elif cand.kind == "option":
+            covering = _covering_bugs(rule_name, cand.changes)
+            if covering:  # several catalogued bugs at once (a release that has more than one)
+                e["bugs"] = [b.as_dict() for b in covering]
         return e
 
     out = {
@@ -239,6 +243,14 @@ def _identify_cases(rule_name: str, failing: list) -> dict:
     }
     out["message"] = _message(rule_name, out)
     return out
+
+
+def _covering_bugs(rule_name: str, changes: dict) -> list:
+    """Catalogue entries whose options together make up exactly ``changes``, or []."""
+    parts = [b for b in known_bugs(rule_name) if "options" in b.emulation
+             and all(changes.get(k, object()) == v for k, v in b.emulation["options"].items())]
+    union = {k: v for b in parts for k, v in b.emulation["options"].items()}
+    return parts if parts and union == changes else []
 
 
 def _message(rule_name: str, ident: dict) -> str:
@@ -254,7 +266,12 @@ def _message(rule_name: str, ident: dict) -> str:
         parts = []
         for m in matches:
             how = "" if m["within_tolerance"] else f" up to rounding ({m['max_ulp']:.0f} ulp)"
-            if m["kind"] == "option":
+            if m["kind"] == "option" and m.get("bugs"):
+                named = "; and ".join(f"{b['implementation']} ({b['versions']}): {b['summary']} — known {b['kind']} "
+                                      f"{b['id']}" for b in m["bugs"])
+                parts.append(f"{rule_name} with {m['variant']}{how}, which is {len(m['bugs'])} known bugs at once: "
+                             f"{named}")
+            elif m["kind"] == "option":
                 parts.append(f"{rule_name} with {m['variant']}{how} — {m['doc']}")
             elif m["kind"] == "preset":
                 parts.append(f"{m['variant'][len('preset '):]}{how} — {m['doc']}")
