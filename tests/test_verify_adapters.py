@@ -257,5 +257,5 @@ def test_a_preset_whose_package_is_missing_gives_the_install_hint(monkeypatch, c
 
 
 def test_verify_rejects_a_bad_timeout():
-    with pytest.raises(VerifyError, match="timeout must be a positive number"):
+    with pytest.raises(VerifyError, match="timeout must be a number of seconds"):
         verify("torch.optim.SGD", timeout=0)

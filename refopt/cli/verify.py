@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
                    "(default: the torch.optim/keras.optimizers/optax preset of the rule for such classes and functions, "
                    "refopt's own names for a factory)")
     p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
-                   help="how long one case may take in the target before it counts as hung (default 60)")
+                   help="how long one case may take in the target before it counts as hung (default 60; inf: no limit)")
     p.add_argument("--hyper", action="append", metavar="KEY=VALUE",
                    help="keep only groups with this argument value (the implementation's or refopt's name); for "
                    "module:callable, other keys are passed to the factory; repeatable")

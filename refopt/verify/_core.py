@@ -22,6 +22,7 @@ from ._targets import Target, resolve
 
 # how long one case may take in the target before it counts as hung (``--timeout``)
 CASE_TIMEOUT = 60.0
+MAX_TIMEOUT = 1e6  # seconds (11.6 days); the interval timer takes no more, and inf means no limit
 
 
 # ---------------------------------------------------------------------------------------
@@ -468,8 +469,11 @@ def verify(target: Any, rule: str | None = None, hyper: dict | None = None, dtyp
     if dtype is not None and dtype not in DTYPES:
         raise VerifyError(f"dtype must be 'float64' or 'float32'; got {dtype!r}")
     if timeout is not None and not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
-                                    and math.isfinite(timeout) and timeout > 0):
-        raise VerifyError(f"timeout must be a positive number of seconds or None; got {timeout!r}")
+                                    and 0 < timeout <= MAX_TIMEOUT or timeout == math.inf):
+        raise VerifyError(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT:g}], inf or None (no limit); "
+                          f"got {timeout!r}")
+    if timeout == math.inf:
+        timeout = None
     t = resolve(target, rule, like)
     rule = t.rule
     impl_filter, ref_filter = _filters(t, rule, dict(hyper or {}))
