@@ -18,7 +18,7 @@ from .. import rules
 from ..rules._base import suggest
 from . import _bugs, _data, _identify
 from ._data import DTYPES, EXACT, Errors, Field, Tolerance, VerifyError, decode, group_hyper, json_float
-from ._targets import Target, resolve
+from ._targets import Target, _first_line, resolve
 
 # how long one case may take in the target before it counts as hung (``--timeout``)
 CASE_TIMEOUT = 60.0
@@ -359,11 +359,6 @@ def _call_target(target: Target, fn: Callable, case: Case, t: int) -> Any:
         raise
     except BaseException as exc:
         raise VerifyError(f"{target.name} raised {type(exc).__name__} {where}: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text else ""
 
 
 def run_case(target: Target, args: dict, arguments: str, case: Case, timeout: float | None = CASE_TIMEOUT) -> CaseResult:
