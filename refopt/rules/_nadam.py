@@ -88,13 +88,19 @@ class NAdam(Rule):
         return beta1 * (1.0 - 0.5 * _array.host_power(0.96, float(t) * self.momentum_decay))
 
     def _mu_product(self, t):
-        """Π_1..t accumulated in order (torch's mu_product *= mu), cached per rule and host pow."""
+        """Π_1..t accumulated in step order (torch's mu_product *= mu): O(1) per step when the steps
+        come in order (the last product is kept, per host pow: the vectors swap in a correctly
+        rounded one while they are written), recomputed from Π_0 = 1 otherwise."""
         cache = self.__dict__.setdefault("_mu_products", {})
-        key = _array.host_power  # the vectors swap in a correctly rounded pow while they are written
-        products = cache.setdefault(key, [1.0])
-        while len(products) <= t:
-            products.append(products[-1] * self._mu(len(products)))
-        return products[t]
+        key = _array.host_power
+        k, product = cache.get(key, (0, 1.0))
+        if k > t:
+            k, product = 0, 1.0
+        while k < t:
+            k += 1
+            product = product * self._mu(k)
+        cache[key] = (k, product)
+        return product
 
     def _scalars(self, t):
         _, beta2 = self.betas
