@@ -950,6 +950,8 @@ def _luolc_adabound(name):
             raise _unsupported(name, "gamma", a["gamma"], "the implementation accepts 0 <= gamma < 1 only")
         if a["gamma"] == 0.0:
             raise _unsupported(name, "gamma", a["gamma"], "the implementation divides by gamma·t at its first step")
+        if a["lr"] == 0:
+            raise _unsupported(name, "lr", a["lr"], "the implementation divides by the lr it was built with")
         return dict(lr=a["lr"], betas=tuple(a["betas"]), final_lr=a["final_lr"], gamma=a["gamma"], eps=a["eps"],
                     weight_decay=a["weight_decay"], amsbound=a["amsbound"])
 
