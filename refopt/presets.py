@@ -793,6 +793,22 @@ _add(
     notes="r = 1 (a plain SGD step) when a norm is 0; p_bound stored from the first step's params",
     inert=("foreach",),
 )
+def _adabelief_repo_msvag(a):
+    beta1, beta2 = tuple(a["betas"])
+    return dict(lr=a["lr"], beta=beta1, beta2=beta2, rho_cap=None, clamp=False, rho_form="adabelief_repo",
+                weight_decay=a["weight_decay"])
+
+
+_add(
+    "optimizers.MSVAG",
+    "msvag",
+    "juntang-zhuang/Adabelief-Optimizer PyTorch_Experiments/classification_cifar10/optimizers/MSVAG.py @ 2855178 "
+    "(the AdaBelief paper's M-SVAG baseline; imported there as optimizers.MSVAG)",
+    dict(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0),
+    _adabelief_repo_msvag,
+    notes="v is an EMA with β1 bias-corrected with β2; no ρ cap (no step at t = 1), no clamp of γ; coupled L2 "
+          "weight decay; reproduced from the repository's numbers (no package to run)",
+)
 _add(
     "pytorch_optimizer.MSVAG",
     "msvag",

@@ -84,6 +84,16 @@ def test_msvag_published_numbers(key):
         assert_digits(got, w)
 
 
+@pytest.mark.parametrize("preset, args, key", [
+    ("pytorch_optimizer.MSVAG", {"lr": 1e-3}, "official"),
+    ("optimizers.MSVAG", {}, "adabelief_repo"),
+    ("optimizers.MSVAG", {"betas": (0.9, 0.9)}, "adabelief_repo_0.9"),
+])
+def test_msvag_presets_published_numbers(preset, args, key):
+    for got, w in zip(run(ro.presets.get(preset, **args), V0.copy()), MSVAG[key][1]):
+        np.testing.assert_array_max_ulp(got, np.array(w, dtype=np.float64), maxulp=2)  # lerp vs multiply-add
+
+
 FROMAGE = {
     (1e-2, None): [
         [0.99149229301604391, -1.9811050947579447, 0.48996671084003202,

@@ -66,6 +66,7 @@ FAMILIES = {
     "torch_optimizer.": ("torch_optimizer", "torch-optimizer"),
     "pytorch_optimizer.": ("pytorch_optimizer", "pytorch_optimizer"),
     "transformers.": ("transformers", "transformers"),
+    "optimizers.": ("optimizers", ""),  # the AdaBelief repository's experiment folder (no package)
     "adabound.": ("adabound", "adabound"),
 }
 ADAPTER_PREFIXES = tuple(FAMILIES)
@@ -81,6 +82,7 @@ TORCH_SLOTS = {
     "grad_avg": "g_bar",
     "sum": "s",
     "acc_delta": "u",
+    "variance": "v",  # Adafactor's unfactored second moment (its row_var/col_var keep reduced shapes)
 }
 
 KINDS = {
