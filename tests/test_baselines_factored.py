@@ -520,7 +520,7 @@ def test_pan_li_lion_and_clip_update_published_numbers(key):
 ])
 def test_clipped_lion_separating_sequence(c, params, moments):
     """Pan & Li lion.py from θ0 = 0 with injected gradients: clipping changes the trajectory
-    once a sign of the interpolation flips (the note prints m to 4-5 digits)."""
+    once a sign of the interpolation flips (m is given to 4-5 digits)."""
     rule = ro.rules.clipped_lion(lr=1e-3, clip_fraction=c)
     theta = np.zeros(3)
     state = rule.init(theta)
