@@ -163,6 +163,7 @@ _COMPANIONS: dict[str, dict[str, Any]] = {
     "degenerated_to_sgd": {"rectify": True},
     "sgd_phase": {"rectify": True},
     "rectified_denom": {"rectify": True, "amsgrad": True},
+    "eps1_mode": {"eps": (None, 1e-3)},  # Adafactor's clamps take torch's machine epsilon
 }
 # required preset arguments (optax's learning_rate) get this value
 _PRESET_REQUIRED = {"learning_rate": 1e-3}

@@ -260,10 +260,10 @@ def test_factoring_rules_and_state_shapes():
     assert optax_like.factored_axes((5, 2, 4)) == (2, 0) and optax_like.factored_axes((5, 2, 2)) is None
     state = rule.init({"x": np.zeros((4, 2, 3), np.float32), "v": np.zeros(3, np.float32)})
     assert state["v_row"]["x"].shape == (4, 2, 1) and state["v_col"]["x"].shape == (4, 1, 3)
-    assert state["v"]["x"].shape == (0,) and state["v"]["v"].shape == (3,) and state["v"]["v"].dtype == np.float32
+    assert state["v"]["x"].shape == () and state["v"]["v"].shape == (3,) and state["v"]["v"].dtype == np.float32
     bad = dict(state.slots)
-    bad["v_row"] = {"x": np.zeros((4, 2, 3), np.float32), "v": np.zeros(0, np.float32)}
-    with pytest.raises(ValueError, match=r"needs shape \(4, 2, 1\)"):
+    bad["v_row"] = {"x": np.zeros((4, 2, 3), np.float32), "v": np.zeros((), np.float32)}
+    with pytest.raises(ValueError, match=r"this slot needs shape \(4, 2, 1\)"):
         rule.step({"x": np.zeros((4, 2, 3), np.float32), "v": np.zeros(3, np.float32)},
                   {"x": np.ones((4, 2, 3), np.float32), "v": np.ones(3, np.float32)},
                   ro.rules.State(state.rule, 0, bad))
@@ -478,11 +478,11 @@ LION = [[0.999, -1.9990000000000001, 0.499], [0.998, -1.9980000000000002, 0.498]
         [0.997, -1.9970000000000003, 0.497]]
 CLIP_UPDATE = {
     # landscape_utils.AdamParams as coded (bias correction with t + 1), c_u = 0.5
-    "adam_coded": ("clip_update_adam", dict(lr=1e-3, bias_correction="t_plus_1"), [
+    "adam_coded": ("clip_update_adam", dict(lr=1e-3, bias_correction="step_plus_1"), [
         [0.99925586317877102, -1.9992558631784088, 0.49925586317840881],
         [0.99839742293522871, -1.9983974229348664, 0.49839743450377505],
         [0.99748779145646094, -1.9974877914560987, 0.49748783833777183]]),
-    "adam_coded_c0": ("clip_update_adam", dict(lr=1e-3, bias_correction="t_plus_1", update_clip_fraction=0.0), [
+    "adam_coded_c0": ("clip_update_adam", dict(lr=1e-3, bias_correction="step_plus_1", update_clip_fraction=0.0), [
         [0.99925586317877102, -1.999255863177485, 0.49925586317840881],
         [0.99839742293522871, -1.9983974215317588, 0.49839743450377505],
         [0.99748779145646094, -1.9974877857830122, 0.49748783833777183]]),

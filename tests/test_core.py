@@ -240,6 +240,9 @@ def test_tree_equals_leaves_run_separately(name, numpy_backend):
     """A nested tree gives the numbers of its leaves run one by one (elementwise rules), or of the
     flattened, concatenated vector (rules that pool over the tree)."""
     cls = rule_cls(name)
+    if name == "clipped_adafactor":
+        pytest.skip("its τ is pooled over the tree while RMS and the factored statistics are per array: neither "
+                    "the leaves alone nor the flattened vector give its numbers (tests/test_baselines_factored.py)")
     shapes = TREES["nested"]
     for label, kw in variants(cls):
         rule = cls(**kw)
@@ -341,6 +344,11 @@ def test_negative_lr(name):
 @pytest.mark.parametrize("name", rules_with("eps"))
 def test_negative_eps(name):
     cls = rule_with(name, "eps")
+    h = next(h for h in cls.HYPER if h.name == "eps")
+    if isinstance(h, Pair):  # Adafactor's (ε1, ε2)
+        with pytest.raises(ValueError, match=rf"^{name}: eps2 must be in \[0, inf\); got -1e-08$"):
+            cls(eps=(h.default[0], -1e-8))
+        return
     with pytest.raises(ValueError, match=rf"^{name}: eps must be in \[0, inf\); got -1e-08$"):
         cls(eps=-1e-8)
 
@@ -587,7 +595,11 @@ def test_state_from_another_configuration():
 def test_batched_hyper_must_broadcast(name):
     cls = rule_with(name, "lr")
     lr = np.full((5, 1), 1e-3)
-    rule = cls(lr=lr)
+    try:
+        rule = cls(lr=lr)
+    except ValueError as exc:  # per-array or tree-pooled rules refuse batched hyper-parameters, saying why
+        assert "batched hyper-parameters are not supported" in str(exc)
+        return
     p = {"w": np.ones((3, 4)), "b": np.ones(4)}
     pattern = (rf"{name}: lr has shape \(5, 1\), which does not broadcast against params\['w'\] of shape \(3, 4\)")
     with pytest.raises(ValueError, match=pattern):

@@ -40,6 +40,8 @@ CONTEXT = {
     ("adabelief", "degenerated_to_sgd"): {"rectify": True},
     ("adabelief", "sgd_phase"): {"rectify": True},
     ("adabelief", "rectified_denom"): {"rectify": True, "amsgrad": True},
+    ("adafactor", "eps1_mode"): {"eps": (None, 1e-3)},  # the clamps take torch's machine epsilon
+    ("clipped_adafactor", "eps1_mode"): {"eps": (None, 1e-3)},
 }
 
 

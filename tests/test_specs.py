@@ -75,7 +75,7 @@ BASES: dict[str, list[dict]] = {
     "fromage": [{}, {"p_bound": 2.0}, {"min_norm": 1e-6}],
     "adafactor": [{}, {"beta1": 0.9}, {"weight_decay": 0.1}, {"eps": (None, 1e-3), "eps1_mode": "clamp"},
                   {"beta2_cap": 0.999, "decay_dtype": "float32"}],
-    "clipped_adafactor": [{}, {"clip_fraction": 0.0}, {"beta1": 0.9, "weight_decay": 0.1}],
+    "clipped_adafactor": [{}, {"clip_fraction": 0.0}, {"beta1": 0.9, "weight_decay": 0.1}, {"eps": (None, 1e-3)}],
     "clipped_lion": [{}, {"clip_fraction": 0.0, "weight_decay": 0.1}],
     "clip_update_adam": [{}, {"update_clip_fraction": 0.0, "grad_clip_fraction": 0.5}],
     "clip_update_lion": [{}, {"update_clip_fraction": 1.0, "grad_clip_fraction": 0.5}, {"update_clip_fraction": 0.0}],

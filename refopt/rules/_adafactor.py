@@ -57,9 +57,9 @@ numerator: U_t = C(g) / √V̂_t with C the top-fraction clipping of refopt.tran
 threshold τ pooled over every array of the tree from the raw gradients; the statistics R, C,
 V̂ still see the unclipped g² + ε1.
 
-State: ``v_row`` (R, with the column axis kept as 1) and ``v_col`` (C, with the row axis kept
-as 1) for factored arrays, ``v`` for unfactored ones, ``m`` when β1 > 0; a slot an array does
-not use is an empty array (shape (0,)).  The trace reports the same three statistics, V̂,
+State: ``v`` for unfactored arrays, ``v_row`` (R, with the column axis kept as 1) and ``v_col``
+(C, with the row axis kept as 1) for factored ones, ``m`` when β1 > 0; a slot an array does
+not use holds a 0-d zero.  The trace reports the same three statistics, V̂,
 U, RMS(U), Û, α and u for every array.
 
 Sources: Shazeer & Stern, Adafactor: Adaptive Learning Rates with Sublinear Memory Cost, ICML
@@ -164,8 +164,16 @@ class Adafactor(Rule):
                     f"the factored statistics are per array, so a configuration cannot be a slice of one)"
                 )
 
+        eps1 = self.eps[0]
+        if self.eps1_mode == "clamp" and eps1 is not None and eps1 * eps1 < 2.0**-126:
+            raise ValueError(
+                f"{self.name}: eps1_mode='clamp' clamps V at ε1² and eps1={eps1!r} gives ε1² = {eps1 * eps1!r}, "
+                f"which is 0 in float32 (U = g/0 for a zero gradient); give eps=(None, ε2) for torch's "
+                f"machine epsilon, or ε1 >= 1.1e-19"
+            )
+
     def slots(self):
-        return ("v_row", "v_col", "v", "m") if self.beta1 > 0 else ("v_row", "v_col", "v")
+        return ("v", "v_row", "v_col", "m") if self.beta1 > 0 else ("v", "v_row", "v_col")
 
     def factored_axes(self, shape: tuple) -> tuple[int, int] | None:
         """(row axis, column axis) of an array of ``shape`` when it is factored, else None.
@@ -192,9 +200,9 @@ class Adafactor(Rule):
         if name == "m":
             return shape
         if name == "v":
-            return shape if axes is None else (0,)
+            return shape if axes is None else ()
         if axes is None:
-            return (0,)
+            return ()
         keep = axes[1] if name == "v_row" else axes[0]  # the axis the statistic averages over, kept as 1
         return tuple(1 if i == keep else s for i, s in enumerate(shape))
 
@@ -249,7 +257,7 @@ class Adafactor(Rule):
             alpha = _array.as_array(xp.astype(xp.astype(alpha, xp.float32), p.dtype))
         eps1 = c.eps1 if c.eps1 is not None else float(xp.finfo(p.dtype).eps)
         axes = self.factored_axes(tuple(p.shape))
-        empty = xp.zeros((0,), dtype=p.dtype, device=_array.device(p))
+        empty = xp.zeros((), dtype=p.dtype, device=_array.device(p))  # a statistic this array does not use
         sq = g * g
         if self.eps1_mode == "add":
             sq = sq + eps1

@@ -479,12 +479,13 @@ class Rule:
                     f"{_tree.describe(structure)}"
                 )
             for s, p, path in zip(leaves, ps, paths):
-                if tuple(s.shape) != self._slot_shape(name, p) or s.dtype != p.dtype:
+                want_shape = self._slot_shape(name, p)
+                if tuple(s.shape) != want_shape or s.dtype != p.dtype:
+                    needs = "" if want_shape == tuple(p.shape) else f" (this slot needs shape {want_shape})"
                     raise ValueError(
                         f"state[{name!r}] for {path} has shape {tuple(s.shape)} and dtype "
-                        f"{_array.dtype_name(s.dtype)}, but the parameter (shape {tuple(p.shape)}, dtype "
-                        f"{_array.dtype_name(p.dtype)}) needs shape {self._slot_shape(name, p)} and dtype "
-                        f"{_array.dtype_name(p.dtype)}"
+                        f"{_array.dtype_name(s.dtype)}, but the parameter has shape {tuple(p.shape)} and "
+                        f"dtype {_array.dtype_name(p.dtype)}{needs}"
                     )
             slot_leaves.append(leaves)
         per_leaf = [dict(zip(want, column)) for column in zip(*slot_leaves)] if want else [{} for _ in ps]

@@ -16,8 +16,9 @@ kozistr/pytorch_optimizer pytorch_optimizer/optimizer/fromage.py and optax.froma
 option here:
 
 - ``zero_norm``: when ‖θ_l‖ = 0 or ‖g_l‖ = 0 the code takes r_l = 1, a plain SGD step
-  θ - η g (``"sgd"``, default); ``"formula"`` evaluates the paper's ratio as it stands (IEEE:
-  r = 0 for θ_l = 0, NaN for g_l = 0).  The division by √(1 + η²) applies in both cases.
+  θ - η g (``"sgd"``, default); ``"no_step"`` takes r = 0, the limit of the paper's formula
+  (η r g -> 0 as g -> 0 or θ -> 0), so the array only shrinks.  The division by √(1 + η²)
+  applies in both cases.
 - ``p_bound``: the official code's optional bound: the norm of each array is stored as
   p_bound · ‖θ_l‖ at the first step and, after every step, an array whose norm exceeds it is
   rescaled onto it.  The bound is taken from the params that ``init`` sees.
@@ -64,8 +65,9 @@ class Fromage(Rule):
         Choice(
             "zero_norm",
             "sgd",
-            "when ‖θ‖ or ‖g‖ is 0: r = 1, a plain SGD step (official code, optax), or the paper's ratio as it stands",
-            choices=("sgd", "formula"),
+            "when ‖θ‖ or ‖g‖ is 0: r = 1, a plain SGD step (official code, optax), or r = 0, no gradient step "
+            "(the limit of the paper's formula)",
+            choices=("sgd", "no_step"),
         ),
         MAXIMIZE,
     )
@@ -100,11 +102,11 @@ class Fromage(Rule):
             p_norm = _array.as_array(xp.maximum(p_norm, xp.full_like(p_norm, self.min_norm)))
             g_norm = _array.as_array(xp.maximum(g_norm, xp.full_like(g_norm, self.min_norm)))
         ratio = _array.as_array(p_norm / g_norm)
-        if self.zero_norm == "sgd":
-            ratio = _array.as_array(xp.where((p_norm > 0.0) & (g_norm > 0.0), ratio, xp.ones_like(ratio)))
-        update = (c.lr * ratio) * g
-        p_new = (p - update) / c.shrink
-        trace = {"g": g, "p_norm": p_norm, "g_norm": g_norm, "ratio": ratio, "update": update}
+        fallback = xp.ones_like(ratio) if self.zero_norm == "sgd" else xp.zeros_like(ratio)
+        ratio = _array.as_array(xp.where((p_norm > 0.0) & (g_norm > 0.0), ratio, fallback))
+        step = (c.lr * ratio) * g
+        p_new = (p - step) / c.shrink
+        trace = {"g": g, "p_norm": p_norm, "g_norm": g_norm, "ratio": ratio, "step": step}
         new = {}
         if self.p_bound is not None:
             bound = s["max_norm"]
@@ -112,4 +114,6 @@ class Fromage(Rule):
             p_new = xp.where(norm > bound, p_new * (bound / norm), p_new)
             new["max_norm"] = bound
             trace["max_norm"] = bound
+        if c.tracing:  # what the step subtracts in all: θ_{t-1} - θ_t
+            trace["update"] = p - p_new
         return p_new, new, trace

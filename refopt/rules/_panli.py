@@ -28,7 +28,7 @@ Clip-update Adam (``clip_update_adam``)::
     d  = m̂ / (√v̂ + ε)                           m̂ = m/(1 - β1^k), v̂ = v/(1 - β2^k)
     θ  <- θ - γ C_{c_u}(d)                      τ_u pooled over the directions of every array
 
-with k = t (``bias_correction="t"``, Adam's) or k = t + 1 (``"t_plus_1"``: the code's
+with k = t (``bias_correction="step"``, Adam's) or k = t + 1 (``"step_plus_1"``: the code's
 ``num_iters`` starts at 1 and is incremented before use, so its first step has magnitude about
 0.744 instead of about 1).
 
@@ -169,10 +169,10 @@ class ClipUpdateAdam(_Pooled):
         _ZERO,
         Choice(
             "bias_correction",
-            "t",
+            "step",
             "the exponent k of the bias corrections 1 - β^k: the step count t (Adam), or t + 1 as the code "
             "computes it (num_iters starts at 1)",
-            choices=("t", "t_plus_1"),
+            choices=("step", "step_plus_1"),
         ),
     )
 
@@ -184,7 +184,7 @@ class ClipUpdateAdam(_Pooled):
         return {"one_minus_beta1": 1.0 - beta1, "one_minus_beta2": 1.0 - beta2}
 
     def _scalars(self, t):
-        k = t + 1 if self.bias_correction == "t_plus_1" else t
+        k = t + 1 if self.bias_correction == "step_plus_1" else t
         beta1, beta2 = self.betas
         return {"bc1": 1.0 - _array.host_power(beta1, k), "bc2": 1.0 - _array.host_power(beta2, k)}
 
