@@ -27,9 +27,10 @@ on CuPy arrays
 The CPU engines give ``rule.step``'s result bit for bit; the CUDA kernel with ``fma=False``
 does for ``+ - * / sqrt`` and is within CUDA's 2 ulp for ``exp`` (diffGrad).  They take the
 rules whose step is elementwise -- sgd, adam, adamw, amsgrad, radam, adabelief, diffgrad,
-rmsprop, adagrad, adadelta, lion, signsgd, adabound, amsbound, yogi, adamax, nadam -- with scalar hyper-parameters and every option;
+rmsprop, adagrad, adadelta, lion, signsgd, adabound, amsbound, yogi, adamax, nadam, msvag -- with scalar hyper-parameters and every option;
 :func:`supports` says why a rule is refused (a rule that pools over the whole tree, such as
-clipping's top-fraction threshold, or a batched configuration).  Other array libraries get a
+clipping's top-fraction threshold, a rule with per-array reductions, such as Fromage's norms and
+Adafactor's row and column statistics, or a batched configuration).  Other array libraries get a
 clear error: run them with ``rule.step``.
 
 Each path is checked against the reference and the golden vectors in ``tests/test_fast.py``.
