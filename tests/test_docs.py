@@ -55,3 +55,18 @@ def test_api_pages_cover_aggregators_attacks_and_simulators():
     for module in ("refopt.aggregators", "refopt.preaggregators", "refopt.attacks", "refopt.collaborative",
                    "refopt.federated", "refopt.functions", "refopt.problems", "refopt.verify", "refopt.diagnostics"):
         assert f".. automodule:: {module}\n" in text, module
+
+
+def test_every_rule_class_shows_its_signature_and_docstring_to_help():
+    import inspect
+    import pydoc
+
+    for name in rules.names():
+        cls = rules.rule_class(name)
+        sig = inspect.signature(cls)
+        assert [p.name for p in sig.parameters.values()] == [h.name for h in cls.HYPER], name
+        assert all(p.default == h.default for p, h in zip(sig.parameters.values(), cls.HYPER)), name
+        doc = pydoc.render_doc(cls, renderer=pydoc.plaintext)
+        assert cls.title in doc and f"refopt explain {name}" in doc, name
+        for h in cls.HYPER:
+            assert f"{h.name} = {h.default!r}" in doc, (name, h.name)

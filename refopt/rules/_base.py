@@ -287,6 +287,31 @@ class Rule:
     citation: ClassVar[str] = ""
     HYPER: ClassVar[tuple[Hyper, ...]] = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give each rule class the signature and docstring that ``help()`` and IDEs show: its
+        hyper-parameters as keyword arguments with their defaults, and a docstring made of its
+        title, citation, hyper-parameters (default, valid values, meaning) and the algorithm box
+        of its module."""
+        super().__init_subclass__(**kwargs)
+        import inspect
+        import sys
+        import textwrap
+
+        cls.__signature__ = inspect.Signature(
+            [inspect.Parameter(h.name, inspect.Parameter.KEYWORD_ONLY, default=h.default) for h in cls.HYPER])
+        if "__doc__" in vars(cls) and vars(cls)["__doc__"]:
+            return  # a class that writes its own docstring keeps it
+        lines = [f"{cls.title or cls.__name__}.", "", cls.citation, "", "Hyper-parameters (keyword arguments):", ""]
+        for h in cls.HYPER:
+            lines.append(f"{h.name} = {h.default!r}  ({h.valid})")
+            lines += textwrap.wrap(h.doc, 88, initial_indent="    ", subsequent_indent="    ")
+        box = getattr(sys.modules.get(cls.__module__), "__doc__", None)
+        if box:
+            lines += ["", "The algorithm (this module's box):", "", textwrap.dedent(box).strip()]
+        lines += ["", f"refopt explain {cls.name} prints the equations and every quantity of a few steps;",
+                  f"the machine-readable spec is specs/rules/{cls.name}.toml."]
+        cls.__doc__ = "\n".join(lines)
+
     # -- construction -------------------------------------------------------------------
 
     def __init__(self, **hyper: Any):
