@@ -668,6 +668,10 @@ def resolve(target: Any, rule: str | None = None, like: str | None = None) -> Ta
         if fam is None:
             raise VerifyError(f"{target} names no importable implementation; give 'module:Name' with --like {target}")
         if not _installed(target):
+            if not fam[1]:  # a repository's folder, never released as a package
+                raise VerifyError(f"{target}: the module {fam[0]!r} is not importable; it is a folder of the source "
+                                  f"repository ({presets.describe(target).source}): put its parent folder on "
+                                  f"PYTHONPATH")
             raise VerifyError(f"{target}: {fam[1]} is not installed, so its adapter cannot run (pip install {fam[1]})")
         if rule is not None and rule != preset.rule:
             raise VerifyError(f"{target} is checked against the vectors of {preset.rule!r}; --rule {rule!r} contradicts it")
