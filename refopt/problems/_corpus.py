@@ -5,6 +5,8 @@ ASCII characters, ``ALPHABET[i]`` being the character of token ``i`` (``decode``
 into text). Every number comes from :class:`SplitMix64`, a 64-bit integer generator written
 here, and every draw is integer arithmetic (no floating point, no NumPy or Python random
 stream), so the same seed gives the same bytes on every machine, Python and NumPy version.
+Host-side module: the corpus is data, made once on the host as NumPy integers; models move the
+batches next to their parameters (``example_batch(..., like=theta)``).
 
 The language (all ranks counted from 1):
 
