@@ -63,3 +63,43 @@ def test_the_bar_follows_the_run_hook():
     with _progress.Bar(10, "x", False) as off:
         off.step(3, 10)  # a no-op
         off.update()
+
+
+def test_the_federated_simulator_reports_every_server_step():
+    from refopt import federated
+
+    seen = []
+    result = federated.simulate("fedfix", "quadratic", horizon=10, delta_t=0.5, progress=lambda n, N: seen.append((n, N)))
+    assert seen and [n for n, _ in seen] == list(range(1, result.server_steps + 1))
+    assert {N for _, N in seen} == {result.server_steps}
+    with pytest.raises(TypeError, match="progress must be a callable"):
+        federated.simulate("fedfix", "quadratic", horizon=10, delta_t=0.5, progress=3)
+
+
+def test_fed_plot_shows_the_model_against_the_optimum_and_the_fixed_point(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from refopt.cli import _plot
+
+    figures = []
+    real = _plot.pyplot
+
+    def keep():
+        plt = real()
+        original = plt.subplots
+
+        def subplots(*a, **kw):
+            fig, axes = original(*a, **kw)
+            figures.append(fig)
+            return fig, axes
+
+        monkeypatch.setattr(plt, "subplots", subplots)
+        return plt
+
+    monkeypatch.setattr("refopt.cli.fed.pyplot", keep)
+    path = tmp_path / "fed.png"
+    assert main(["fed", "--horizon", "30", "--plot", str(path)]) == 0
+    assert path.stat().st_size > 10_000
+    (fig,) = figures
+    assert fig._suptitle.get_text().startswith("fedfix on quadratic, 10 clients")
+    labels = [line.get_label() for line in fig.axes[1].get_lines()]
+    assert {"federated optimum", "predicted fixed point (theory)"} <= set(labels)

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import mpi as _mpi
 from ..federated import SCHEMES, client_times, clock, simulate, theory
+from . import _progress
 from ._plot import check_plot, pyplot
 
 STALENESS = ("constant", "polynomial", "hinge")
@@ -63,6 +64,7 @@ def add_parser(sub) -> None:
                    f"built; default {MAX_STEPS:,})")
     p.add_argument("--seed", type=int, default=0, help="seed of the client times, data and batches (default 0)")
     p.add_argument("--plot", metavar="PATH", help="write the loss against simulated time")
+    _progress.add_flag(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the text summary")
 
 
@@ -142,7 +144,9 @@ def _run(args, comm) -> int:
         kw = options(args)
         if args.plot:
             check_plot(args.plot)
-    result = simulate(args.scheme, args.problem, comm=comm, **kw)
+    with _progress.Bar(None, f"{args.scheme} server steps", _progress.wanted(args, rank=comm.rank),
+                       unit=" steps") as bar:
+        result = simulate(args.scheme, args.problem, comm=comm, progress=bar.step, **kw)
     with comm.agreed("the predicted fixed point"):
         predicted = predicted_fixed_point(args, result.client_times)
     if comm.rank != 0:  # every rank holds the same result; rank 0 reports it
@@ -167,13 +171,31 @@ def _run(args, comm) -> int:
             print(f"  {i:>6} {str(Fraction(tau)):>8} {q:>14.4f} {delay:>11.3f}")
     if args.plot:
         plt = pyplot()
-        fig, ax = plt.subplots(figsize=(7, 4))
+        one_d = result.params is not None and np.asarray(result.params).ndim == 2 and np.asarray(result.params).shape[1] == 1
+        fig, axes = plt.subplots(1, 2 if one_d else 1, figsize=(12 if one_d else 7, 4), squeeze=False)
+        ax = axes[0][0]
         curves = out["curves"]
         ax.plot(curves["times"], curves["loss"], label=f"{args.scheme}, {args.weights} weights")
         ax.set_xlabel("simulated time")
         ax.set_ylabel("global loss")
         ax.set_yscale("log")
+        ax.set_title("global loss", fontsize=9)
         ax.legend(fontsize=8)
+        if one_d:  # a one-dimensional model: its path against the optimum and the predicted fixed point
+            bx = axes[0][1]
+            bx.plot(result.times, np.asarray(result.params)[:, 0], label="θ (server model)")
+            if result.optimum is not None:
+                bx.axhline(float(np.asarray(result.optimum).reshape(-1)[0]), color="black", ls="--", lw=0.9,
+                           label="federated optimum")
+            fixed = out.get("predicted_fixed_point")
+            if isinstance(fixed, (int, float)):
+                bx.axhline(fixed, color="tab:red", ls=":", lw=1.2, label="predicted fixed point (theory)")
+            bx.set_xlabel("simulated time")
+            bx.set_ylabel("θ")
+            bx.set_title("the model against the optimum and the fixed point", fontsize=9)
+            bx.legend(fontsize=8)
+        fig.suptitle(f"{args.scheme} on {args.problem}, {args.clients} clients, {args.weights} weights, "
+                     f"seed {args.seed}", fontsize=10)
         fig.tight_layout()
         fig.savefig(args.plot, dpi=110)
         plt.close(fig)

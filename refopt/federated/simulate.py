@@ -361,6 +361,7 @@ def simulate(
     device: Any = None,
     comm: Any = None,
     blowup: float | None = 1e8,
+    progress: Any = None,
 ) -> FedResult:
     """Run ``scheme`` on ``problem`` until the simulated ``horizon`` (see the module docstring).
 
@@ -379,6 +380,7 @@ def simulate(
     number of server steps (a guard against tiny client times); the schedule it leaves must hold
     at most :data:`SCHEDULE_LIMIT` steps, counted before it is built. ``blowup``: a federated loss
     above ``L_0 + blowup·(1 + |L_0|)`` counts as divergence (None: only non-finite values do).
+    ``progress``: called as ``progress(n, N)`` after server step n of N (a progress-bar hook).
 
     ``comm``: None (one process) or an MPI communicator (:mod:`refopt.mpi`; an mpi4py
     communicator is wrapped). Under MPI the M clients are split into contiguous blocks (sizes
@@ -407,6 +409,8 @@ def simulate(
             raise ValueError(f"{fn}: dtype must be 'float64' or 'float32'; got {dtype!r}")
         if blowup is not None:
             blowup = _real("blowup", blowup, low=0.0, low_open=True)
+        if progress is not None and not callable(progress):
+            raise TypeError(f"{fn}: progress must be a callable progress(n, N) or None; got {type(progress).__name__}")
         # named options are checked whatever the scheme, then refused where they do not apply
         form = _choice("form", form, rules.FEDASYNC_FORMS)
         variant = _choice("variant", variant, clock.FEDBUFF_VARIANTS)
@@ -698,6 +702,8 @@ def simulate(
             for v in [v for v in hist if v != n and last_use.get(v, -1) <= n]:
                 del hist[v]
             done = n
+            if progress is not None:
+                progress(n, N)
             good = (theta, velocity, ev.time)
     wall = _time.perf_counter() - t0
     theta, velocity, t_last = good
