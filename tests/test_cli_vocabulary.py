@@ -43,3 +43,29 @@ def test_json_outputs_are_json(argv, key, capsys):
     data = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     if key is not None:
         assert key in data
+
+
+@pytest.mark.parametrize("name", ["explain", "run", "train", "verify", "collab", "fed"])
+def test_hyper_parameters_are_given_with_hyper_everywhere(name):
+    sp = subcommands()[name]
+    assert any("--hyper" in a.option_strings for a in sp._actions), name
+
+
+def test_collab_and_fed_take_hyper_with_their_short_flags_as_aliases(capsys):
+    from refopt.cli.collab import build
+    from refopt.cli.fed import options
+
+    parse = build_parser().parse_args
+    _, _, kw = build(parse(["collab", "--hyper", "lr=0.3", "--hyper", "momentum=0.9"]))
+    assert kw["lr"] == 0.3 and kw["momentum"] == 0.9
+    _, _, kw = build(parse(["collab", "--lr", "0.3"]))
+    assert kw["lr"] == 0.3
+    with pytest.raises(ValueError, match="--lr or --hyper lr=..., not both"):
+        build(parse(["collab", "--lr", "0.3", "--hyper", "lr=0.2"]))
+    with pytest.raises(ValueError, match="--hyper beta: not a hyper-parameter"):
+        build(parse(["collab", "--hyper", "beta=0.9"]))
+    kw = options(parse(["fed", "--hyper", "lr_local=0.01", "--hyper", "server_momentum=0.5"]))
+    assert kw["lr_local"] == 0.01 and kw["server_momentum"] == 0.5
+    assert options(parse(["fed", "--lr-local", "0.01"]))["lr_local"] == 0.01
+    with pytest.raises(ValueError, match="--lr-local or --hyper lr_local"):
+        options(parse(["fed", "--lr-local", "0.01", "--hyper", "lr_local=0.02"]))

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import mpi as _mpi, problems
 from ..collaborative import monna_lr, simulate
+from ._hyper import parse_hyper
 from ._plot import check_plot, pyplot
 from . import _progress
 
@@ -78,6 +79,10 @@ def add_parser(sub) -> None:
                    help="softmax regression, a one-hidden-layer MLP (32 tanh units) or a small CNN (digits only)")
     p.add_argument("--steps", type=int, default=None, help="steps (default: the scenario's)")
     p.add_argument("--batch-size", type=int, default=None, help="examples per node and step (default: the scenario's)")
+    p.add_argument("--hyper", action="append", metavar="KEY=VALUE",
+                   help=f"a hyper-parameter of the algorithm, one of {', '.join(HYPER)} (momentum: MoNNA's β, "
+                   "default 0.99; tau, clip_iterations: centered clipping; nu, gm_iterations: the geometric median); "
+                   "repeatable")
     p.add_argument("--lr", type=float, default=None,
                    help="a constant learning rate (default: the scenario's; paper: the schedule 0.75/(1 + t/50))")
     p.add_argument("--convention", choices=("all", "code"), default="all",
@@ -106,8 +111,21 @@ def namespace(name: str):
     return xp
 
 
+# hyper-parameters of the algorithms that --hyper KEY=VALUE sets (simulate()'s names); --lr is the
+# same as --hyper lr=...
+HYPER = ("lr", "momentum", "tau", "clip_iterations", "nu", "gm_iterations")
+
+
 def build(args):
     """The problem, data and simulate() keyword arguments that the command line describes."""
+    hyper = parse_hyper(getattr(args, "hyper", None))
+    for key in hyper:
+        if key not in HYPER:
+            raise ValueError(f"--hyper {key}: not a hyper-parameter of the algorithms; one of {', '.join(HYPER)}")
+    if "lr" in hyper:
+        if args.lr is not None:
+            raise ValueError("give the learning rate once: --lr or --hyper lr=..., not both")
+        args.lr = float(hyper.pop("lr"))
     for key, value in SCENARIOS[args.scenario].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -136,7 +154,7 @@ def build(args):
         nodes=args.nodes, byzantine=byzantine, f=args.byzantine, attack=attack, attack_params=params,
         steps=args.steps, lr=monna_lr if args.lr is None else args.lr, batch_size=args.batch_size,
         seed=args.seed, alpha=None if args.alpha == float("inf") else args.alpha, convention=args.convention,
-        eval_every=max(1, args.steps // 20), dtype=args.dtype,
+        eval_every=max(1, args.steps // 20), dtype=args.dtype, **hyper,
     )
     xp = namespace(args.backend)
     if xp is not None:

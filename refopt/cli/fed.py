@@ -16,6 +16,7 @@ import numpy as np
 from .. import mpi as _mpi
 from ..federated import SCHEMES, client_times, clock, simulate, theory
 from . import _progress
+from ._hyper import parse_hyper
 from ._plot import check_plot, pyplot
 
 STALENESS = ("constant", "polynomial", "hinge")
@@ -63,6 +64,9 @@ def add_parser(sub) -> None:
                    help=f"refuse a run whose schedule would exceed this many server steps (counted before it is "
                    f"built; default {MAX_STEPS:,})")
     p.add_argument("--seed", type=int, default=0, help="seed of the client times, data and batches (default 0)")
+    p.add_argument("--hyper", action="append", metavar="KEY=VALUE",
+                   help=f"a hyper-parameter, one of {', '.join(HYPER)} (--lr-local and --lr-server are aliases of the "
+                   "first two); repeatable")
     p.add_argument("--plot", metavar="PATH", help="write the loss against simulated time")
     _progress.add_flag(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the text summary")
@@ -85,8 +89,22 @@ def _is_number(text: str) -> bool:
     return True
 
 
+# --hyper KEY=VALUE: simulate()'s names; --lr-local and --lr-server are aliases of the first two
+HYPER = ("lr_local", "lr_server", "local_momentum", "server_momentum")
+_ALIASES = {"lr_local": ("--lr-local", 0.003), "lr_server": ("--lr-server", 1.0)}
+
+
 def options(args) -> dict:
     """simulate() keyword arguments for the scheme the command line names."""
+    hyper = parse_hyper(getattr(args, "hyper", None))
+    for key, value in hyper.items():
+        if key not in HYPER:
+            raise ValueError(f"--hyper {key}: not a hyper-parameter of the federated schemes; one of {', '.join(HYPER)}")
+        if key in _ALIASES:
+            flag, default = _ALIASES[key]
+            if getattr(args, key) != default:
+                raise ValueError(f"give {key} once: {flag} or --hyper {key}=..., not both")
+            setattr(args, key, float(value))
     if args.horizon <= 0 or not math.isfinite(args.horizon):
         raise ValueError(f"--horizon must be a positive finite time; got {args.horizon}")
     if args.max_steps < 1:
@@ -99,7 +117,8 @@ def options(args) -> dict:
         raise ValueError(f"--staleness {args.staleness} applies to fedasync with --alpha only (Fraboni's asynchronous "
                          "FedAvg has no staleness scaling)")
     kw = dict(clients=args.clients, speeds=_speeds(args.speeds), horizon=args.horizon, local_steps=args.local_steps,
-              lr_local=args.lr_local, lr_server=args.lr_server, weights=args.weights, seed=args.seed)
+              lr_local=args.lr_local, lr_server=args.lr_server, weights=args.weights, seed=args.seed,
+              **{k: float(v) for k, v in hyper.items() if k not in _ALIASES})
     for name, (schemes, default) in SCHEME_OPTIONS.items():
         if args.scheme in schemes:
             value = getattr(args, name)
