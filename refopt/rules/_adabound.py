@@ -45,7 +45,7 @@ from __future__ import annotations
 from .. import _array
 from ._adabelief import _RealOrNone
 from ._adam import _BETAS, _EMA, ema_constants, first_moment
-from ._base import MAXIMIZE, Choice, Flag, Real, Rule, is_zero
+from ._base import Choice, Flag, MAXIMIZE, Real, Rule, apply_weight_decay, is_zero
 
 __all__ = ["AdaBound", "AMSBound"]
 
@@ -115,11 +115,7 @@ class AdaBound(Rule):
     def _leaf(self, xp, p, g, s, c):
         if c.maximize:
             g = -g
-        if not is_zero(self.weight_decay):
-            if c.decoupled_weight_decay:
-                p = p * c.decay
-            else:
-                g = g + c.weight_decay * p
+        p, g = apply_weight_decay(p, g, c, c.decoupled_weight_decay, not is_zero(self.weight_decay))
         m = first_moment(xp, s["m"], g, c)
         v = c.beta2 * s["v"] + c.one_minus_beta2 * g * g  # official: addcmul_(1 - β2, g, g)
         new = {"m": m, "v": v}

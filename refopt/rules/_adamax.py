@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from .. import _array
 from ._adam import _BETAS, _EMA, ema_constants, first_moment
-from ._base import MAXIMIZE, Choice, Flag, Real, Rule, is_zero
+from ._base import Choice, Flag, MAXIMIZE, Real, Rule, apply_weight_decay, is_zero
 
 __all__ = ["Adamax"]
 
@@ -79,11 +79,7 @@ class Adamax(Rule):
     def _leaf(self, xp, p, g, s, c):
         if c.maximize:
             g = -g
-        if not is_zero(self.weight_decay):
-            if c.decoupled_weight_decay:
-                p = p * c.decay
-            else:
-                g = g + c.weight_decay * p
+        p, g = apply_weight_decay(p, g, c, c.decoupled_weight_decay, not is_zero(self.weight_decay))
         m = first_moment(xp, s["m"], g, c)
         if c.eps_mode == "in_max":  # torch: maximum(exp_inf.mul_(β2), grad.abs().add_(ε))
             u = xp.maximum(c.beta2 * s["u"], xp.abs(g) + c.eps)

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from .. import _array
 from ._adam import _BETAS, _EMA, ema_constants, first_moment
-from ._base import MAXIMIZE, Choice, Flag, Real, Rule, is_zero
+from ._base import Choice, Flag, MAXIMIZE, Real, Rule, apply_weight_decay, is_zero
 
 __all__ = ["NAdam"]
 
@@ -116,11 +116,8 @@ class NAdam(Rule):
     def _leaf(self, xp, p, g, s, c):
         if c.maximize:
             g = -g
-        if not is_zero(self.weight_decay):
-            if c.decoupled_weight_decay:  # torch: param.mul_(1 - lr * weight_decay)
-                p = p * c.decay
-            else:
-                g = g + c.weight_decay * p
+        # decoupled: torch's param.mul_(1 - lr * weight_decay); coupled: g + λθ
+        p, g = apply_weight_decay(p, g, c, c.decoupled_weight_decay, not is_zero(self.weight_decay))
         m = first_moment(xp, s["m"], g, c)
         v = c.beta2 * s["v"] + c.one_minus_beta2 * g * g
         # torch: exp_avg_sq.div(bias_correction2).sqrt().add_(eps); optax: sqrt(v̂ + eps_root) + eps

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from .. import _array
 from ._adam import _BETAS, _EMA, ema_constants, first_moment
-from ._base import MAXIMIZE, Choice, Flag, Real, Rule, is_zero, select
+from ._base import Choice, Flag, MAXIMIZE, Real, Rule, apply_weight_decay, is_zero, select
 
 __all__ = ["Yogi"]
 
@@ -111,11 +111,7 @@ class Yogi(Rule):
     def _leaf(self, xp, p, g, s, c):
         if c.maximize:
             g = -g
-        if not is_zero(self.weight_decay):
-            if c.decoupled_weight_decay:
-                p = p * c.decay
-            else:
-                g = g + c.weight_decay * p
+        p, g = apply_weight_decay(p, g, c, c.decoupled_weight_decay, not is_zero(self.weight_decay))
         m = first_moment(xp, s["m"], g, c)
         g2 = g * g
         # torch-optimizer: exp_avg_sq.addcmul_(sign(v - g²), g², value=-(1 - β2)); the factor ±1 or 0 is exact
