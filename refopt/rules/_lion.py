@@ -26,6 +26,16 @@ from ._base import Flag, Pair, Real, Rule, is_zero
 
 __all__ = ["Lion"]
 
+LION_BETAS = Pair(  # also the clipped and clip-update Lion's (refopt.rules._panli)
+    "betas",
+    (0.9, 0.99),
+    "(β1, β2): β1 interpolates the step direction, β2 updates the momentum state",
+    parts=(
+        Real("beta1", 0.9, "interpolation weight of m in the step direction c", low=0.0, high=1.0),
+        Real("beta2", 0.99, "decay of the momentum state m", low=0.0, high=1.0),
+    ),
+)
+
 
 class Lion(Rule):
     name = "lion"
@@ -37,15 +47,7 @@ class Lion(Rule):
     )
     HYPER = (
         Real("lr", 1e-4, "learning rate γ (the size of every coordinate's step)", low=0.0),
-        Pair(
-            "betas",
-            (0.9, 0.99),
-            "(β1, β2): β1 interpolates the step direction, β2 updates the momentum state",
-            parts=(
-                Real("beta1", 0.9, "interpolation weight of m in the step direction c", low=0.0, high=1.0),
-                Real("beta2", 0.99, "decay of the momentum state m", low=0.0, high=1.0),
-            ),
-        ),
+        LION_BETAS,
         Real("weight_decay", 0.0, "decoupled weight decay λ: θ <- θ(1 - γλ)", low=0.0),
         Flag("maximize", False, "ascend instead of descend (negates g)"),
     )

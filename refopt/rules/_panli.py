@@ -46,7 +46,9 @@ used the direction.
 from __future__ import annotations
 
 from .. import _array, transforms
+from ._adam import _BETAS
 from ._base import MAXIMIZE, Choice, Pair, Real, Rule, is_zero
+from ._lion import LION_BETAS
 
 __all__ = ["ClippedLion", "ClipUpdateAdam", "ClipUpdateLion"]
 
@@ -58,15 +60,6 @@ _ZERO = Choice(
     choices=transforms.ZERO_THRESHOLD,
 )
 _SCALE = Real("threshold_scale", 1.0, "factor s on every threshold: τ <- s τ (the code's threshold_scale)", low=0.0)
-_LION_BETAS = Pair(
-    "betas",
-    (0.9, 0.99),
-    "(β1, β2): β1 interpolates the step direction, β2 updates the momentum state",
-    parts=(
-        Real("beta1", 0.9, "interpolation weight of m in the step direction c", low=0.0, high=1.0),
-        Real("beta2", 0.99, "decay of the momentum state m", low=0.0, high=1.0),
-    ),
-)
 
 
 def _fraction(name: str, default: float, doc: str) -> Real:
@@ -107,7 +100,7 @@ class ClippedLion(_Pooled):
     )
     HYPER = (
         Real("lr", 1e-4, "learning rate γ (the size of every coordinate's step)", low=0.0),
-        _LION_BETAS,
+        LION_BETAS,
         Real("weight_decay", 0.0, "decoupled weight decay λ: θ <- θ(1 - γλ)", low=0.0),
         MAXIMIZE,
         _fraction("clip_fraction", 0.5, "fraction c of the gradient coordinates clipped each step (the code's "
@@ -151,15 +144,7 @@ class ClipUpdateAdam(_Pooled):
     )
     HYPER = (
         Real("lr", 1e-3, "learning rate γ", low=0.0),
-        Pair(
-            "betas",
-            (0.9, 0.999),
-            "decay rates (β1, β2) of the first and second moment estimates",
-            parts=(
-                Real("beta1", 0.9, "decay of the first moment", low=0.0, high=1.0),
-                Real("beta2", 0.999, "decay of the second moment", low=0.0, high=1.0),
-            ),
-        ),
+        _BETAS,
         Real("eps", 1e-8, "ε added to √v̂", low=0.0),
         _fraction("update_clip_fraction", 0.5, "fraction c_u of the update coordinates clipped (the code's "
                   "clip_update; 0: Adam)"),
@@ -228,7 +213,7 @@ class ClipUpdateLion(_Pooled):
     )
     HYPER = (
         Real("lr", 1e-4, "learning rate γ", low=0.0),
-        _LION_BETAS,
+        LION_BETAS,
         _fraction("update_clip_fraction", 0.5, "fraction c_u of the interpolation's coordinates clipped; 1: the "
                   "sign, as Lion (the code's clip_update)"),
         _fraction("grad_clip_fraction", 0.0, "fraction c_g of the gradient coordinates clipped (0: none)"),
