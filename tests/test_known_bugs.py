@@ -352,3 +352,18 @@ def test_explain_bugs_lists_the_rules_entries(rule, capsys):
         assert "no known bugs" in text
     assert main(["explain", rule, "--bugs", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [b.as_dict() for b in entries]
+
+
+@pytest.mark.parametrize("name", sorted(_bugs.EMULATIONS))
+def test_emulations_keep_float32_in_float32(name):
+    """An emulation computes a float32 case in float32 (Python scalars, no NumPy float64 ones)."""
+    from refopt.verify._core import Case
+    from refopt.verify._data import group_hyper
+
+    bug = next(b for b in catalogue() if b.emulation.get("function") == name)
+    data = vectors(bug.rule)
+    group = next(g for g in data["groups"] if g["dtype"] == "float32" and g.get("preset") is None)
+    case = Case.decode(group, group["cases"][0])
+    config = rules.get(bug.rule, **group_hyper(group))
+    out = _bugs.EMULATIONS[name](config, case)
+    assert out and all(np.asarray(p).dtype == np.float32 for p in out.values()), name

@@ -22,6 +22,7 @@ suffix is ignored.  A range is a comma-separated list of PEP 440 comparisons (``
 from __future__ import annotations
 
 import functools
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -182,7 +183,8 @@ def get(bug_id: str) -> KnownBug:
 # Each emulation is ``(config, case) -> {t: params}`` (None when the configuration is one the
 # buggy code path does not take).  ``config`` is the refopt rule of the vectors' group (its
 # hyper-parameters are the implementation's arguments); params and gradients may be one array
-# or a dict of arrays.  Scalars stay Python floats, so a float32 case is computed in float32.
+# or a dict of arrays.  Scalars stay Python floats (math.sqrt, not np.sqrt: a NumPy float64
+# scalar would promote a float32 array), so a float32 case is computed in float32.
 
 
 def _leafwise(step: Callable) -> Callable:
@@ -247,7 +249,7 @@ def _po_adabelief_foreach(hyper, state, theta, g, t):
     m = state["m"] = m + (g - m) * (1.0 - b1)  # torch._foreach_lerp_
     r = g - m
     s = state["s"] = _zeros(state, "s", g) * b2 + (r * r) * (1.0 - b2) + hyper["eps"]
-    return theta - hyper["lr"] * (m / (np.sqrt(s) / np.sqrt(1.0 - b2**t)))
+    return theta - hyper["lr"] * (m / (np.sqrt(s) / math.sqrt(1.0 - b2**t)))
 
 
 @_leafwise
@@ -260,7 +262,7 @@ def _po_adabelief_eps_scaled(hyper, state, theta, g, t):
     m = state["m"] = _zeros(state, "m", g) * b1 + g * (1.0 - b1)
     r = g - m
     s = state["s"] = _zeros(state, "s", g) * b2 + (r * r) * (1.0 - b2) + hyper["eps"]
-    denom = (np.sqrt(s + 1e-15) + hyper["eps"]) / np.sqrt(1.0 - b2**t)
+    denom = (np.sqrt(s + 1e-15) + hyper["eps"]) / math.sqrt(1.0 - b2**t)
     return theta - (hyper["lr"] / (1.0 - b1**t)) * (m / denom)
 
 
