@@ -1,6 +1,6 @@
 """Golden vectors: every rule's expected params, state and trace, step by step, as JSON.
 
-This is a *host-side* module: it builds NumPy arrays, runs the rules on them and writes
+Host-side module: it builds NumPy arrays, runs the rules on them and writes
 the results, so it imports NumPy directly (the house rule that only ``refopt._array``
 imports NumPy does not apply here, as for ``refopt.cli``).
 

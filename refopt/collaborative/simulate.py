@@ -4,7 +4,7 @@ All honest nodes live in one ``(h, d)`` array; a step is a handful of array oper
 (one batched ``problem.loss_grad``, the momentum and half-step updates, one attack call, one
 batched mixing from :mod:`refopt.collaborative.mixing`), never a Python loop over nodes.
 
-Host side: the random draws (mini-batch indices, MoNNA's receive subsets, the attack's
+Host-side parts: the random draws (mini-batch indices, MoNNA's receive subsets, the attack's
 randomness) come from one ``numpy.random.Generator`` seeded by ``seed`` and are moved to the
 device with ``xp.asarray``; the data split, the topology and the result curves are host NumPy
 arrays too.  This module therefore imports NumPy; the arithmetic of a step is array-API only.

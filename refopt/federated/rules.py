@@ -1,5 +1,7 @@
 r"""Federated server rules as pure functions: FedAvg, FedAsync, FedBuff and FedFix.
 
+The model arithmetic is array-API; the bookkeeping is Host-side NumPy (see "Host-side parts" below).
+
 References: Fraboni et al., JMLR 2023, arXiv:2206.10189 (the unified rule, the weights, FedFix); Nguyen et al.,
 AISTATS 2022, arXiv:2106.06639 (FedBuff); Xie, Koyejo & Gupta, arXiv:1903.03934 (FedAsync); McMahan et
 al., AISTATS 2017, arXiv:1602.05629, and Fraboni et al., arXiv:2107.12211 (FedAvg and client sampling).
@@ -58,7 +60,7 @@ without replacement, ``ω_i = (M/m) p_i 1[i ∈ S]``. ``normalise_selected=True`
 renormalises ``p`` over the sampled set (McMahan et al.'s later listing, Flower, FedJAX): it
 sums to 1 but is biased for unequal ``p``.
 
-Host side: the weights, staleness factors and multipliers are host numbers (Python floats or
+Host-side parts: the weights, staleness factors and multipliers are host numbers (Python floats or
 float64 NumPy vectors; this module imports NumPy and :mod:`fractions` for them). The two
 functions that touch model parameters, :func:`server_update` and :func:`fedasync_update`, are
 array-API code: any library, float32 in gives float32 out, inputs are never written to.

@@ -1,5 +1,7 @@
 r"""Simulate federated training on the exact clock: FedAvg, FedAsync, FedBuff, FedFix.
 
+The model arithmetic is array-API; the bookkeeping is Host-side NumPy (see "Host-side parts" below).
+
 Reference: Fraboni, Vidal, Kameni & Lorenzi, "A General Theory for Federated Optimization with
 Asynchronous and Heterogeneous Clients Updates", JMLR 24 (2023), arXiv:2206.10189 (the rule, the
 clock, the weights and the predictions), and the authors' code
@@ -73,7 +75,7 @@ Unbounded work: the number of server steps up to the horizon is computed before 
 is built (:func:`refopt.federated.clock.count_steps`); above :data:`SCHEDULE_LIMIT` (after the
 ``max_steps`` cap) the call is refused with the count, instead of filling the memory.
 
-Host side: the schedule, weights, random draws, data split and the result curves are host
+Host-side parts: the schedule, weights, random draws, data split and the result curves are host
 objects, so this module imports NumPy and :mod:`fractions`; the arithmetic on models is
 array-API code on the chosen backend (``xp``, ``dtype``, ``device``).
 """

@@ -1,4 +1,4 @@
-"""Datasets: the bundled 8×8 digits and seeded Gaussian mixtures (host side: this module imports NumPy).
+"""Datasets: the bundled 8×8 digits and seeded Gaussian mixtures (Host-side: this module imports NumPy).
 
 Every loader returns ``(X_train, y_train, X_test, y_test)`` as NumPy arrays: X float64 of
 shape ``(n, features)``, y int64 of shape ``(n,)``. Move them to a backend once with

@@ -24,7 +24,7 @@ any shape that broadcasts against ``(M, d)``, e.g. ``theta (d,)`` evaluates ever
 the same point; it returns ``loss (..., M)`` and ``grad (..., M, d)`` in theta's namespace,
 dtype and device. There is no data: call it with theta only.
 
-Host side: this module imports NumPy to hold the constants (float64) and to compute the
+Host-side: this module imports NumPy to hold the constants (float64) and to compute the
 closed forms (:meth:`optimum`, :meth:`minimum`, :func:`random_quadratic_clients`); the loss
 and gradient themselves are array-API code on theta's backend.
 """

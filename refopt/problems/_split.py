@@ -1,4 +1,4 @@
-r"""Heterogeneous (non-i.i.d.) splits of a labelled dataset over nodes (host side: imports NumPy).
+r"""Heterogeneous (non-i.i.d.) splits of a labelled dataset over nodes (Host-side: imports NumPy).
 
 ``dirichlet_split(y, nodes, alpha, seed, method=...)`` returns one int64 NumPy index array per
 node. Three published procedures are named options; they are *different models* that share
