@@ -107,8 +107,11 @@ def test_inputs_are_not_modified_and_out_buffers_are_used():
     assert p3 is p1 and s3.slots["m"] is s1.slots["m"] and s3.t == 3
     want = rule.step(p2, g, s2)
     assert np.array_equal(p3, want[0])
-    with pytest.raises(ValueError, match="shares memory"):
-        fused.step(p3, g, s3, out=(p3, s2))
+    g_own = g.copy()
+    with pytest.raises(ValueError, match="shares memory"):  # the gradient is never an output
+        fused.step(p3, g_own, s3, out=(g_own, s2))
+    with pytest.raises(ValueError, match="writeable"):
+        fused.step(p3, g, s3, out=(g, s2))
     with pytest.raises(TypeError, match="out must be"):
         fused.step(p3, g, s3, out=p2)
 
@@ -174,7 +177,9 @@ def test_the_tracer_records_the_reference_order_and_types():
         "const T n1 = ((T)(c_one_minus_beta1)) * g;",
         "const T n2 = n0 + n1;",
     ]
-    assert "out_p = n12;" in lines and "out_s_v = n6;" in lines
+    # every output's value first, then every write (an output may be its own input's array)
+    assert lines[-6:] == ["const T v_p = n12;", "const T v_s_m = n2;", "const T v_s_v = n6;",
+                          "out_p = v_p;", "out_s_m = v_s_m;", "out_s_v = v_s_v;"]
     assert prog.scalars == ["beta1", "one_minus_beta1", "beta2", "one_minus_beta2", "sqrt_bc2", "eps", "step_size"]
     # SGD's first momentum step is a different program (b = g), later steps the same one
     sgd = ro.rules.sgd(momentum=0.9)
@@ -309,7 +314,7 @@ class _HostElementwiseKernel:
                 f"typedef {ctype} T;",
                 f'extern "C" void run(long n, {params}) {{',
                 "  for (long i = 0; i < n; ++i) {",
-                *[f"    const T {a} = {a}_[i];" for a in arrays],
+                *[f"    const T& {a} = {a}_[i];" for a in arrays],  # by reference: the worst case in place
                 *[f"    T& {o} = {o}_[i];" for _, o in self.outs],
                 *("    " + line for line in self.operation.splitlines()),
                 "  }", "}",
@@ -350,12 +355,15 @@ def test_cupy_step_drives_the_elementwise_kernel_as_cupy_would(monkeypatch, fma)
             rng = np.random.default_rng(2)
             p = {"a": rng.standard_normal(300).astype(np.float32), "b": rng.standard_normal((4, 5))}
             state = rule.init(p)
-            for step in range(3):
+            for step in range(4):  # fresh outputs, fresh outputs, given buffers, in place
                 g = {k: rng.standard_normal(v.shape).astype(v.dtype) for k, v in p.items()}
                 xp, ps, gs, slots, _ = rule._check_inputs(p, g, state)
+                if step == 3:  # the kernel writes into its own inputs: they are copies of the reference's
+                    ps, slots = [q.copy() for q in ps], [{k: a.copy() for k, a in s.items()} for s in slots]
                 t = state.t + 1
                 coefficients = [rule._coefficients(q, t, rule._scalars(t), None, False) for q in ps]
-                targets = None if step < 2 else [{n: np.empty_like(q) for n, _ in cache.get(t).outputs} for q in ps]
+                targets = {0: None, 1: None, 3: [{"p": q, **{"s_" + k: a for k, a in s.items()}} for q, s in zip(ps, slots)],
+                           2: [{n: np.empty_like(q) for n, _ in cache.get(t).outputs} for q in ps]}[step]
                 new_p, new_s = _cupy.step(rule, cache.get(t), ps, gs, slots, coefficients, fma=fma, targets=targets)
                 p, state = rule.step(p, g, state)
                 for i, key in enumerate(p):
@@ -498,3 +506,88 @@ def test_kernel_source_names_every_input_and_output():
     assert ins.startswith("T p, T g, T s_m, T s_v, T s_g_prev, float64 c_beta1")
     assert outs == "T out_p, T out_s_m, T out_s_v, T out_s_g_prev"
     assert "exp(" in body
+
+
+# ---------------------------------------------------------------------------------------------------
+# steps in place (out=(params, state)), every engine
+# ---------------------------------------------------------------------------------------------------
+
+def _in_place_cases():
+    cases = [pytest.param(name, kw, "numpy", id=f"{name}-{label}-numpy") for name, kw, label in
+             ((p.values[0], p.values[1], p.id) for p in _variant_cases())]
+    if importlib.util.find_spec("numba") is not None:
+        cases += [pytest.param(name, kw, "numba", id=f"{name}-{i}-numba") for i, (name, kw) in enumerate(_COMPILED_CASES)]
+    return cases
+
+
+def _copy_state(state):
+    return ro.rules.State(state.rule, state.t, {k: {key: a.copy() for key, a in v.items()} for k, v in state.slots.items()})
+
+
+def _arrays(params, state):
+    return [*params.values(), *(a for v in state.slots.values() for a in v.values())]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name, kw, engine", _in_place_cases())
+def test_a_step_in_place_equals_the_reference_bit_for_bit(name, kw, engine, dtype):
+    """out=(params, state) themselves: the same arrays come back, holding the reference's bits."""
+    rule = ro.rules.get(name, **kw)
+    rng = np.random.default_rng(abs(hash((name, str(kw), engine))) % 2**32)
+    params, grads = _trees(rng, dtype, steps=5)
+    fused = fast.fused(rule, engine=engine, block=1024, threads=3)
+    p_ref, s_ref = params, rule.init(params)
+    p_own, s_own = {k: v.copy() for k, v in params.items()}, _copy_state(s_ref)
+    arrays = _arrays(p_own, s_own)
+    for g in grads:
+        frozen = {k: v.copy() for k, v in g.items()}
+        p_ref, s_ref = rule.step(p_ref, g, s_ref)
+        p_own, s_own = fused.step(p_own, g, s_own, out=(p_own, s_own))
+        assert all(x is y for x, y in zip(_arrays(p_own, s_own), arrays, strict=True))  # the very arrays passed
+        assert _same(p_ref, p_own), f"params differ at t={s_ref.t}"
+        for slot in s_ref.slots:
+            assert _same(s_ref.slots[slot], s_own.slots[slot]), f"slot {slot} differs at t={s_ref.t}"
+        assert _same(g, frozen)  # the gradient is only read
+
+
+def test_in_place_is_refused_where_an_output_would_overwrite_another_input():
+    rule = ro.rules.adam(lr=0.1)
+    fused = fast.fused(rule)
+    p = np.linspace(-1.0, 1.0, 4000)
+    state = fused.init(p)
+    with pytest.raises(ValueError, match="out p for .* shares memory"):  # params passed as their own gradient
+        fused.step(p, p, state, out=(p, state))
+    shared = ro.rules.State(state.rule, state.t, {"m": state.slots["m"], "v": state.slots["m"]})
+    with pytest.raises(ValueError, match="shares memory"):  # one array as two slots
+        fused.step(p, np.ones_like(p), shared, out=(p, shared))
+    tree = {"a": p, "b": p}
+    with pytest.raises(ValueError, match="shares memory"):  # one array as two leaves
+        fused.step(tree, {"a": np.ones_like(p), "b": np.ones_like(p)}, fused.init(tree), out=(tree, fused.init(tree)))
+
+
+@pytest.mark.skipif(not _NUMBA, reason="Numba is not installed (the numba extra)")
+@pytest.mark.parametrize("in_place", [False, True])
+@pytest.mark.parametrize("name, kw", [("diffgrad", {}), ("diffgrad", {"weight_decay": 0.1, "eps_root": 1e-12})])
+def test_numba_blocked_program_cuts_blocks_and_threads_anywhere(monkeypatch, name, kw, in_place):
+    """diffGrad's exp cuts its program: pieces run block by block on threads; small blocks, a
+    partial last block and an uneven share of blocks per thread change no bit."""
+    from refopt.fast import _numba
+
+    monkeypatch.setattr(_numba, "BLOCK", 1000)
+    rule = ro.rules.get(name, **kw)
+    rng = np.random.default_rng(21)
+    p = rng.standard_normal(10_007).astype(np.float32)
+    state = rule.init(p)
+    for threads in (1, 3, 4):
+        fused = fast.fused(rule, engine="numba", threads=threads)
+        g = rng.standard_normal(10_007).astype(np.float32)
+        want_p, want_s = rule.step(p, g, state)
+        if in_place:
+            own_p, own_s = p.copy(), ro.rules.State(state.rule, state.t, {k: v.copy() for k, v in state.slots.items()})
+            got_p, got_s = fused.step(own_p, g, own_s, out=(own_p, own_s))
+            assert got_p is own_p and all(got_s.slots[k] is own_s.slots[k] for k in own_s.slots)
+        else:
+            got_p, got_s = fused.step(p, g, state)
+        assert np.array_equal(want_p, got_p)
+        assert all(np.array_equal(want_s.slots[k], got_s.slots[k]) for k in want_s.slots)
+        p, state = want_p, want_s

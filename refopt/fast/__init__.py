@@ -115,10 +115,13 @@ class FusedRule:
     def step(self, params: Any, grads: Any, state: State, *, out: tuple[Any, State] | None = None) -> tuple[Any, State]:
         """One update, as ``rule.step``; nothing passed in is modified.
 
-        ``out``: optionally, a ``(params, state)`` pair from an earlier step of this rule
-        whose arrays the caller no longer needs; the new values are written into them
-        (and they are returned) instead of into fresh arrays -- the saving of a training loop
-        that alternates two sets of buffers.  They must not share memory with the inputs.
+        ``out``: optionally, a ``(params, state)`` pair whose arrays receive the new values (and
+        are returned) instead of fresh arrays.  Either ``(params, state)`` themselves -- the step
+        in place, as ``torch.optim`` steps: the fastest, since every array is read and written
+        back once -- or the arrays of an earlier step that the caller no longer needs (two
+        alternating sets of buffers).  Each array must be the very array it replaces or share no
+        memory with any input; the gradients are never written.  The result is the same bits
+        either way.
         """
         rule = self.rule
         xp, ps, gs, slots, structure = rule._check_inputs(params, grads, state)
@@ -158,7 +161,8 @@ class FusedRule:
     def _targets(self, out, ps, gs, slots, structure, backend):
         """Per leaf, the arrays of ``out`` to write into: ``{"p": ..., "s_<slot>": ...}``."""
         if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], State)):
-            raise TypeError("out must be a (params, state) pair returned by an earlier step of this rule")
+            raise TypeError("out must be a (params, state) pair: the inputs themselves (in place) or the result of an "
+                            "earlier step of this rule")
         out_params, out_state = out
         leaves, out_structure, paths = _tree.flatten(out_params, "out params")
         if out_structure != structure:
@@ -172,6 +176,7 @@ class FusedRule:
         inputs = [*ps, *gs, *(a for s in slots for a in s.values())]
         targets = []
         for i, p in enumerate(ps):
+            own = {"p": p, **{"s_" + k: slots[i][k] for k in names}}  # what each output replaces
             leaf = {}
             for key, column in columns.items():
                 a = column[i]
@@ -181,11 +186,15 @@ class FusedRule:
                                      f"{_array.dtype_name(p.dtype)}")
                 if not _array.writable_contiguous(a):
                     raise ValueError(f"{where} must be writeable and C-contiguous")
-                if any(_array.may_share_memory(a, b) for b in inputs) or any(
-                    a is not b and _array.may_share_memory(a, b) for t in targets for b in t.values()
+                in_place = a is own[key]
+                others = list(inputs)
+                if in_place:  # its own input, once: the same array passed twice (p as g) still conflicts
+                    del others[next(j for j, b in enumerate(others) if b is a)]
+                if any(_array.may_share_memory(a, b) for b in others) or any(
+                    _array.may_share_memory(a, b) for t in targets for b in t.values()
                 ) or any(_array.may_share_memory(a, b) for b in leaf.values()):
-                    raise ValueError(f"{where} shares memory with an input or another output; pass buffers from an "
-                                     f"earlier step that are no longer in use")
+                    raise ValueError(f"{where} shares memory with an input or another output; pass the array it "
+                                     f"replaces (in place) or buffers from an earlier step that are no longer in use")
                 leaf[key] = a
             targets.append(leaf)
         return targets

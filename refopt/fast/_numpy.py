@@ -161,15 +161,22 @@ class _Plan:
         return [dtype.type(double(n)) for n in self.scalar_nodes]
 
     def run(self, inputs, outputs, lo, hi, scalars, buffers):
-        """Evaluate the program on elements ``lo:hi``."""
+        """Evaluate the program on elements ``lo:hi``.
+
+        An output that is its own input (in place) would be overwritten while the program may
+        still read the input: such inputs are first copied into a block buffer (in cache).
+        """
         m = hi - lo
         env = {("s", i): v for i, v in enumerate(scalars)}
         for name, a in inputs.items():
             env[("in", name)] = a[lo:hi]
+            if outputs.get(name) is a:
+                env[("in", name)] = copy = buffers["in"][name][:m]
+                np.copyto(copy, a[lo:hi])
         for name, a in outputs.items():
             env[("out", name)] = a[lo:hi]
-        for kind, bufs in buffers.items():
-            for k, b in enumerate(bufs):
+        for kind in ("buf", "bool"):
+            for k, b in enumerate(buffers[kind]):
                 env[(kind, k)] = b[:m]
         for op, args, out in self.code:
             if op == "where":
@@ -203,8 +210,9 @@ def step(rule, prog, ps, gs, slots, c_per_leaf, *, block: int, threads: int, tar
             outs = {name: np.empty(p.shape, dtype=p.dtype) for name, _ in prog.outputs}
         new_p.append(outs["p"])
         new_s.append({k: outs["s_" + k] for k in names})
-        inputs = {"p": p.reshape(-1), "g": g.reshape(-1), **{"s_" + k: s[k].reshape(-1) for k in names}}
+        inputs = {"p": p, "g": g, **{"s_" + k: s[k] for k in names}}
         flat = {k: v.reshape(-1) for k, v in outs.items()}
+        inputs = {k: flat[k] if outs.get(k) is v else v.reshape(-1) for k, v in inputs.items()}  # in place: one view
         values = plan.scalars(c, p.dtype)
         n = p.size
         for lo in range(0, n, block):
@@ -216,7 +224,8 @@ def step(rule, prog, ps, gs, slots, c_per_leaf, *, block: int, threads: int, tar
         dtypes = {job[-1] for job in part}
         buffers = {
             dt: {"buf": [np.empty(block, dtype=dt) for _ in range(plan.n_buffers)],
-                 "bool": [np.empty(block, dtype=bool) for _ in range(plan.n_buffers)]}
+                 "bool": [np.empty(block, dtype=bool) for _ in range(plan.n_buffers)],
+                 "in": {name: np.empty(block, dtype=dt) for name in plan.prog.arrays}}
             for dt in dtypes
         }
         for inputs, outputs, lo, hi, values, dtype in part:

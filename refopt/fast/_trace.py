@@ -237,8 +237,12 @@ class Program:
             else:  # pragma: no cover - every op appended above is printed
                 raise AssertionError(n.op)
             lines.append(f"const {ctype} {var} = {expr};")
+        # every value first, then every write: an output may be the very array of an input
+        # (a step in place), and no input may be read after its array has been written
         for name, n in self.outputs:
-            lines.append(f"out_{name} = {ref(n, 'T')};")
+            lines.append(f"const T v_{name} = {ref(n, 'T')};")
+        for name, _ in self.outputs:
+            lines.append(f"out_{name} = v_{name};")
         return "\n".join(lines)
 
 
