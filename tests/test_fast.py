@@ -591,3 +591,46 @@ def test_numba_blocked_program_cuts_blocks_and_threads_anywhere(monkeypatch, nam
         assert np.array_equal(want_p, got_p)
         assert all(np.array_equal(want_s.slots[k], got_s.slots[k]) for k in want_s.slots)
         p, state = want_p, want_s
+
+
+# ---------------------------------------------------------------------------------------------------
+# the reference driver's slices (refopt.rules._base.SLICE): the same bits as whole arrays
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, kw", _variant_cases())
+def test_the_reference_in_slices_equals_the_reference_on_whole_arrays(monkeypatch, name, kw):
+    from refopt.rules import _base
+
+    rule = ro.rules.get(name, **kw)
+    rng = np.random.default_rng(abs(hash((name, str(kw), "slices"))) % 2**32)
+    params, grads = _trees(rng, np.float32, steps=4)  # w: 3333 elements, 4 slices of 1000 on 3 threads
+    monkeypatch.setattr(_base, "SLICE_THREADS", 3)
+    p_whole = p_slices = params
+    s_whole = s_slices = rule.init(params)
+    for g in grads:
+        monkeypatch.setattr(_base, "SLICE", None)
+        p_whole, s_whole = rule.step(p_whole, g, s_whole)
+        monkeypatch.setattr(_base, "SLICE", 1000)
+        p_slices, s_slices = rule.step(p_slices, g, s_slices)
+        assert _same(p_whole, p_slices), f"params differ at t={s_whole.t}"
+        for slot in s_whole.slots:
+            assert _same(s_whole.slots[slot], s_slices.slots[slot]), f"slot {slot} differs at t={s_whole.t}"
+        assert p_slices["w"].shape == (3, 1111) and p_slices["w"].dtype == np.float32
+
+
+def test_only_elementwise_rules_are_stepped_in_slices(monkeypatch):
+    from refopt.rules import _base
+
+    calls = []
+    monkeypatch.setattr(_base, "SLICE", 1000)
+    monkeypatch.setattr(_base.Rule, "_leaf_in_slices",
+                        lambda self, *a: calls.append(self.name) or self._leaf(*a))
+    p = np.linspace(-1, 1, 5000)
+    for rule in (ro.rules.adam(), ro.rules.clipped_adam(), ro.rules.adafactor(), ro.rules.fromage()):
+        rule.step(p, p * 0.5, rule.init(p))
+        rule.trace(p, p * 0.5, rule.init(p))  # a trace keeps whole arrays: its quantities are returned
+    assert calls == ["adam"]
+    small = np.ones(999)
+    ro.rules.adam().step(small, small, ro.rules.adam().init(small))  # not larger than SLICE: whole
+    assert calls == ["adam"]

@@ -35,6 +35,15 @@ from .. import _array, _tree
 __all__ = ["Hyper", "Real", "Pair", "Choice", "Flag", "Int", "State", "Rule", "MAXIMIZE", "DECOUPLED_WEIGHT_DECAY", "apply_weight_decay", "is_zero", "select"]
 
 
+#: ``Rule.step`` evaluates a NumPy parameter array of more elements than this in slices of this
+#: many elements when the rule is elementwise (:meth:`Rule._leaf_in_slices`; bit-identical);
+#: None: always on whole arrays.  2^16 float32 elements are 256 kB: a slice's temporaries stay
+#: in one core's L2 cache.
+SLICE: int | None = 1 << 16
+#: threads that share the slices (None: the usable cores, at most 16)
+SLICE_THREADS: int | None = None
+
+
 # ---------------------------------------------------------------------------------------
 # hyper-parameter declarations
 # ---------------------------------------------------------------------------------------
@@ -423,7 +432,12 @@ class Rule:
         return State(self.family or self.name, 0, MappingProxyType(slots))
 
     def step(self, params: Any, grads: Any, state: State) -> tuple[Any, State]:
-        """One update: ``(new_params, new_state)``. Nothing passed in is modified."""
+        """One update: ``(new_params, new_state)``. Nothing passed in is modified.
+
+        NumPy arrays larger than ``refopt.rules._base.SLICE`` elements are stepped slice by slice
+        when the rule is elementwise -- the same operations on the same elements, so the same
+        bits -- to keep the temporaries in cache (:meth:`_leaf_in_slices`).
+        """
         new_params, new_state, _ = self._run(params, grads, state, tracing=False)
         return new_params, new_state
 
@@ -529,15 +543,70 @@ class Rule:
             values.update(extra)
         return _Bag(values)
 
+    def _elementwise(self) -> bool:
+        """Whether every output element of ``_leaf`` depends only on the same element of its
+        inputs: the rule's box traced on symbols (:func:`refopt.fast.supports`), once per rule."""
+        known = self.__dict__.get("_is_elementwise")
+        if known is None:
+            from ..fast import supports  # the tracer imports this module
+
+            known = supports(self)[0]
+            self.__dict__["_is_elementwise"] = known
+        return known
+
+    def _leaf_in_slices(self, xp, p, g, s, c):
+        """``_leaf`` on consecutive slices of ``SLICE`` elements, written into fresh outputs.
+
+        Only for elementwise rules (:meth:`_elementwise`) with scalar coefficients: each output
+        element is computed from the same element of the inputs by the same operations as on
+        the whole array, so the result is the same, bit for bit.  What changes is memory: the
+        temporaries of a slice (one per term of the box) stay in the cache and are recycled by
+        the allocator, instead of each being a fresh array as large as the parameter -- 40 MB
+        for 10^7 float32 parameters, which the allocator maps and the kernel zeroes anew at
+        every term, so that the step's time swung with the allocator's state.  The slices are
+        shared among ``SLICE_THREADS`` threads; which thread computes a slice changes no bit.
+        """
+        n = math.prod(p.shape)
+        flat = [xp.reshape(a, (n,)) for a in (p, g, *s.values())]
+        out = [xp.empty((n,), dtype=p.dtype) for _ in range(1 + len(s))]
+
+        def run(lo, stop):
+            for lo in range(lo, stop, SLICE):
+                hi = min(stop, lo + SLICE)
+                part_p, part_s, _ = self._leaf(xp, flat[0][lo:hi], flat[1][lo:hi],
+                                               {k: a[lo:hi] for k, a in zip(s, flat[2:])}, c)
+                for target, value in zip(out, (part_p, *(part_s[k] for k in s))):
+                    target[lo:hi] = value
+
+        # contiguous shares of the slices on the usable cores (the array library releases the GIL
+        # inside each operation; the slices write disjoint parts of the outputs)
+        from ..fast._numpy import _pool, default_threads
+
+        slices = -(-n // SLICE)
+        workers = min(default_threads() if SLICE_THREADS is None else SLICE_THREADS, slices)
+        edges = [slices * j // workers * SLICE for j in range(workers)] + [n]
+        if workers == 1:
+            run(0, n)
+        else:
+            for done in [_pool(workers).submit(run, edges[j], edges[j + 1]) for j in range(workers)]:
+                done.result()
+        shaped = [xp.reshape(a, tuple(p.shape)) for a in out]
+        return shaped[0], dict(zip(s, shaped[1:])), {}
+
     def _run(self, params, grads, state, tracing=True):
         xp, ps, gs, slots, structure = self._check_inputs(params, grads, state)
         t = state.t + 1
         scalars = self._scalars(t)
         shared, extras = self._prepare(xp, ps, gs, slots, scalars, t)
         new_p, new_s, traces = [], [], []
+        sliced = not tracing and SLICE is not None and _array.backend_name(xp) == "numpy"
         for i, (p, g, s) in enumerate(zip(ps, gs, slots)):
             c = self._coefficients(p, t, scalars, extras[i] if extras is not None else None, tracing)
-            p_new, s_new, tr = self._leaf(xp, p, g, s, c)
+            if sliced and math.prod(p.shape) > SLICE and self._elementwise() and all(
+                    tuple(a.shape) == tuple(p.shape) for a in s.values()):
+                p_new, s_new, tr = self._leaf_in_slices(xp, p, g, s, c)
+            else:
+                p_new, s_new, tr = self._leaf(xp, p, g, s, c)
             if p.ndim == 0:  # NumPy computes on 0-D arrays into NumPy scalars: keep them arrays
                 p_new = _array.as_array(p_new)
                 s_new = {k: _array.as_array(v) for k, v in s_new.items()}
