@@ -135,7 +135,7 @@ class FusedRule:
         t = state.t + 1
         scalars = rule._scalars(t)
         coefficients = [rule._coefficients(p, t, scalars, None, False) for p in ps]
-        program = self._programs.get(t)
+        program = self._programs.get(t, coefficients[0] if coefficients else None)
         if backend == "numpy" and self.engine == "numba":
             from . import _numba
 

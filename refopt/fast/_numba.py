@@ -294,7 +294,10 @@ def step(rule, prog, ps, gs, slots, coefficients, *, threads: int | None, target
             else:
                 outs = {name: np.empty(p.shape, dtype=p.dtype) for name, _ in prog.outputs}
             inplace = frozenset(name for name, a in outs.items() if a is inputs[name])
-            source, schedule, temporaries, blocked = loop_source(prog, inplace)
+            printed = prog.__dict__.setdefault("numba_sources", {})  # printed once per program and in-place set
+            if inplace not in printed:
+                printed[inplace] = loop_source(prog, inplace)
+            source, schedule, temporaries, blocked = printed[inplace]
             module = _module(source)
             env = {name: np.ascontiguousarray(a).reshape(-1) for name, a in inputs.items()}
             env.update({"out_" + name: a.reshape(-1) for name, a in outs.items() if name not in inplace})

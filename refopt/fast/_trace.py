@@ -372,8 +372,10 @@ class ProgramCache:
         self.rule = rule
         self.programs: list[Program] = []
 
-    def get(self, t: int) -> Program:
-        options = options_of(self.rule, t)
+    def get(self, t: int, coefficients: Any = None) -> Program:
+        """The program of step ``t``; ``coefficients``: that step's coefficients of one leaf
+        when the caller has them (the options are read from them instead of computed again)."""
+        options = options_of(self.rule, t) if coefficients is None else _options(dict(vars(coefficients)))
         for prog in self.programs:
             if prog.holds_at(t, options):
                 return prog
