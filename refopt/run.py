@@ -344,6 +344,7 @@ def run(
     keep_grads: bool = False,
     blowup: float | None = 1e8,
     progress: Callable[[int, int], Any] | None = None,
+    fast: bool | str | None = None,
 ) -> RunResult:
     """Run ``rule`` on ``function`` from ``x0`` for ``steps`` updates; see the module docstring.
 
@@ -370,6 +371,13 @@ def run(
     progress:
         called as ``progress(k, steps)`` after step k (a progress bar hook); the library
         prints nothing itself.
+    fast:
+        how the steps are evaluated; the result is the same bits either way.  None (default):
+        :mod:`refopt.fast` when the rule has a fast path, the arrays are NumPy or CuPy, ``x0``
+        has at least ``refopt.fast.AUTO_MIN_ELEMENTS`` elements and no trace is asked;
+        True: the fast path (a ValueError when there is none); False: ``rule.step``;
+        ``"numpy"``/``"numba"``: the fast path on that engine.  The fast path steps ``run``'s
+        own state in place and each iterate into a fresh array (every iterate is kept).
 
     Every argument is checked, and the function evaluated once at ``x0``, before the
     first step.
@@ -390,6 +398,11 @@ def run(
     xp = _check_x0(x0, function)
     _check_batch_axes(rule, x0)
     state = rule.init(x0)  # checks batched hyper-parameter shapes against x0
+    if trace and fast not in (None, False):
+        raise ValueError(f"fast={fast!r} cannot record a trace (trace=True steps with rule.trace); use fast=None or False")
+    from . import fast as fast_paths
+
+    fused = None if trace else fast_paths.for_loop(rule, x0, fast)
 
     takes_step = _takes_step(function.grad)
     x = x0
@@ -416,6 +429,8 @@ def run(
             x_new, state, tr = rule.trace(x, g, state)
             for key, value in tr.items():
                 collected.setdefault(key, []).append((k, value))
+        elif fused is not None:  # the state is run's own: stepped in place
+            x_new, state = fused.step(x, g, state, out=(xp.empty_like(x), state))
         else:
             x_new, state = rule.step(x, g, state)
         loss_new = value_at(xp, function, x_new)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import csv
 import json
 import sys
@@ -32,6 +34,10 @@ def add_parser(sub) -> None:
                    help="dtype of the start points and of every step (default float64)")
     p.add_argument("--csv", metavar="PATH", help="write step, run, coordinates and loss of every iterate")
     p.add_argument("--plot", metavar="PATH", help="write a plot (contours and trajectories in 2-D, x or loss versus step otherwise)")
+    p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
+                   help="evaluate the steps with refopt.fast (--fast) or rule.step (--no-fast); default: the fast "
+                        "path when the rule has one and the parameters have at least 32768 elements. The same "
+                        "bits either way")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: every run's iterates and losses, and where it diverged")
     _progress.add_flag(p)
@@ -67,7 +73,7 @@ def run(args) -> int:
     with np.errstate(over="ignore", invalid="ignore"):
         with _progress.Bar(args.steps, f"{rule.name} on {function.name}", _progress.wanted(args) and
                            (args.steps >= 2000 or args.progress is True), unit=" steps") as bar:
-            result = run_rule(rule, function, x0, args.steps, progress=bar.step)
+            result = run_rule(rule, function, x0, args.steps, progress=bar.step, fast=args.fast)
     x = np.asarray(result.x).reshape(args.steps + 1, -1, function.dim)
     loss = np.asarray(result.loss).reshape(args.steps + 1, -1)
     minimizers = np.asarray(function.minimizers, dtype=np.float64)

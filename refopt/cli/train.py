@@ -8,6 +8,8 @@ on that library's arrays (CuPy: on the GPU) with the same code.
 
 from __future__ import annotations
 
+import argparse
+
 import json
 import math
 import sys
@@ -48,6 +50,10 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="BLAS threads for NumPy (default 1: the models multiply small matrices; needs threadpoolctl)")
     p.add_argument("--plot", metavar="PATH", help="write the loss curve to an image file (needs matplotlib)")
+    p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
+                   help="evaluate the steps with refopt.fast (--fast) or rule.step (--no-fast); default: the fast "
+                        "path when the rule has one and the parameters have at least 32768 elements. The same "
+                        "bits either way")
     p.add_argument("--json", action="store_true", help="print one JSON object (every step's loss) instead of the table")
     _progress.add_flag(p)
 
@@ -96,7 +102,7 @@ def run(args) -> int:
     with blas_threads(args.threads), np.errstate(over="ignore", invalid="ignore"), \
             _progress.Bar(args.steps, f"{args.rule} on {args.problem}", show, unit=" steps") as bar:
         result = problems.train(problem, rule, args.steps, args.batch_size, args.seed, theta0=theta0, data=data,
-                                progress=bar.step)
+                                progress=bar.step, fast=args.fast)
     losses = np.asarray(result.losses, dtype=np.float64).reshape(result.steps_run, -1).mean(axis=1)
     out = {
         "problem": args.problem, "rule": rule.name, "hyper": {k: repr(v) for k, v in rule.hyper.items()},

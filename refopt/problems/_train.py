@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import _array
+from ..rules._base import Rule
 from ._base import Problem, check_int
 
 __all__ = ["TrainResult", "train"]
@@ -46,10 +47,16 @@ class TrainResult:
 
 
 def train(problem: Problem, rule: Any, steps: int, batch_size: int = 16, seed: int = 0, *,
-          theta0: Any = None, data: tuple | None = None, progress: Any = None) -> TrainResult:
+          theta0: Any = None, data: tuple | None = None, progress: Any = None,
+          fast: bool | str | None = None) -> TrainResult:
     """Run ``steps`` steps of ``rule`` on ``problem`` (module docstring); stop at the first non-finite loss.
 
-    ``progress``: called as ``progress(k, steps)`` after step k (a progress-bar hook)."""
+    ``progress``: called as ``progress(k, steps)`` after step k (a progress-bar hook).
+    ``fast``: how the updates are evaluated, the same bits either way (see ``refopt.run``): None
+    (default) takes :mod:`refopt.fast` when the rule has a fast path, ``theta`` is NumPy or CuPy
+    and has at least ``refopt.fast.AUTO_MIN_ELEMENTS`` elements; True or an engine name forces
+    it, False forces ``rule.step``.  The fast path steps a copy of ``theta0`` and the state in
+    place; ``theta0`` itself is never written."""
     from ._host import all_finite, batch_pool, losses_array
 
     fn = "train"
@@ -75,6 +82,15 @@ def train(problem: Problem, rule: Any, steps: int, batch_size: int = 16, seed: i
             raise TypeError(f"{fn}: data must be a pair (X, y) of arrays")
         draw = batch_pool(data[0], data[1], seed)
     state = rule.init(theta)
+    fused = None
+    if isinstance(rule, Rule):
+        from .. import fast as fast_paths
+
+        fused = fast_paths.for_loop(rule, theta, fast, what=f"{fn}: fast")
+    elif fast not in (None, False):
+        raise ValueError(f"{fn}: fast={fast!r} needs a refopt.rules.Rule; got {type(rule).__name__}")
+    if fused is not None:
+        theta = _array.namespace(theta).asarray(theta, copy=True)  # stepped in place from here on
     losses, diverged_at = [], None
     for k in range(steps):
         if not problem.needs_data:
@@ -91,7 +107,10 @@ def train(problem: Problem, rule: Any, steps: int, batch_size: int = 16, seed: i
         if not all_finite(host):
             diverged_at = k
             break
-        theta, state = rule.step(theta, g, state)
+        if fused is not None:
+            theta, state = fused.step(theta, g, state, out=(theta, state))
+        else:
+            theta, state = rule.step(theta, g, state)
         if progress is not None:
             progress(k + 1, steps)
     return TrainResult(theta=theta, losses=losses_array(losses), diverged_at=diverged_at, steps_run=len(losses))
