@@ -634,3 +634,27 @@ def test_only_elementwise_rules_are_stepped_in_slices(monkeypatch):
     small = np.ones(999)
     ro.rules.adam().step(small, small, ro.rules.adam().init(small))  # not larger than SLICE: whole
     assert calls == ["adam"]
+
+
+@pytest.mark.skipif(not _NUMBA, reason="Numba is not installed (the numba extra)")
+@pytest.mark.parametrize("name, kw", [("adam", {"amsgrad": True}), ("adabelief", {}), ("sgd", {"momentum": 0.9}),
+                                      ("lion", {})])
+def test_numba_parallel_and_serial_loops_give_the_same_bits(monkeypatch, name, kw):
+    """Arrays of PARALLEL_MIN elements or more are shared out among the threads, smaller ones run
+    on the calling thread: the same source, the same bits (both checked against the reference)."""
+    from refopt.fast import _numba
+
+    rule = ro.rules.get(name, **kw)
+    rng = np.random.default_rng(8)
+    p = rng.standard_normal(5001).astype(np.float32)
+    state = rule.init(p)
+    for parallel_min in (1000, 1 << 30):
+        monkeypatch.setattr(_numba, "PARALLEL_MIN", parallel_min)
+        q, s = p, state
+        for _ in range(3):
+            g = rng.standard_normal(5001).astype(np.float32)
+            want_p, want_s = rule.step(q, g, s)
+            own_p, own_s = q.copy(), ro.rules.State(s.rule, s.t, {k: v.copy() for k, v in s.slots.items()})
+            got_p, got_s = fast.fused(rule, engine="numba", threads=2).step(own_p, g, own_s, out=(own_p, own_s))
+            assert np.array_equal(want_p, got_p) and all(np.array_equal(want_s.slots[k], got_s.slots[k]) for k in s.slots)
+            q, s = want_p, want_s

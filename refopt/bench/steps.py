@@ -59,18 +59,42 @@ def _inner(n: int) -> int:
     return max(1, min(200, 10**6 // n))
 
 
-def _timed(ctx: Context, fn, n: int) -> float:
+def _timed_together(ctx: Context, fns: dict, n: int) -> dict:
+    """{label: seconds per step (a Timing)} of every callable, timed *interleaved*: each round
+    calls every one once, so that a machine whose speed drifts (a shared VM) moves all of them
+    alike and the ratios between rows stay meaningful.  Each callable is warmed up first (a
+    compilation, a first allocation)."""
+    import gc
+    import time
+
+    from ._common import Timing
+
     k = _inner(n)
+    for fn in fns.values():
+        fn()
+    ctx.sync()
+    times = {label: [] for label in fns}
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(1 if ctx.quick else ctx.repeat):
+            for label, fn in fns.items():
+                t0 = time.perf_counter()
+                for _ in range(k):
+                    fn()
+                ctx.sync()
+                times[label].append(time.perf_counter() - t0)
+    finally:
+        if gc_was:
+            gc.enable()
+    for _ in fns:
+        ctx.on_timed()
+    return {label: Timing(ts) / k for label, ts in times.items()}
 
-    def many():
-        for _ in range(k):
-            fn()
 
-    return ctx.time(many, repeat=1 if ctx.quick else ctx.repeat) / k
-
-
-def _torch_steps(ctx: Context, cls_name: str, kwargs: dict, p_host: np.ndarray, g_host: np.ndarray):
-    """{variant: seconds per step} for torch.optim's for-loop, foreach and fused implementations."""
+def _torch_steppers(ctx: Context, cls_name: str, kwargs: dict, p_host: np.ndarray, g_host: np.ndarray) -> dict:
+    """{variant: a callable doing one step} for torch.optim's for-loop, foreach and fused
+    implementations, each on a tensor of its own (stepped in place, as torch does)."""
     try:
         import torch
     except ImportError:
@@ -87,13 +111,10 @@ def _torch_steps(ctx: Context, cls_name: str, kwargs: dict, p_host: np.ndarray, 
             opt.step()
         except (RuntimeError, TypeError, ValueError):  # fused not built for this device or rule
             continue
-        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-        saved, ctx.sync = ctx.sync, (lambda: (saved(), sync()))
-        try:
-            out[variant] = _timed(ctx, opt.step, p_host.size)
-        finally:
-            ctx.sync = saved
-        del opt, param
+        if device == "cuda":
+            out[variant] = lambda opt=opt: (opt.step(), torch.cuda.synchronize())
+        else:
+            out[variant] = opt.step
     return out
 
 
@@ -112,70 +133,120 @@ def _engines(ctx: Context) -> list[tuple[str, str]]:
 def run(ctx: Context) -> list[Row]:
     from .. import fast
 
-    xp = ctx.xp
     rows: list[Row] = []
     rng = np.random.default_rng(0)
     for n in sizes(ctx):
         p_host = rng.standard_normal(n).astype(np.float32)
         g_host = (rng.standard_normal(n) * 1e-2).astype(np.float32)
         p, g = ctx.asarray(p_host), ctx.asarray(g_host)
-        adam_torch = _torch_steps(ctx, "Adam", {"lr": 1e-3}, p_host, g_host)
-        peer_name, peer_s = ("torch Adam foreach", adam_torch["foreach"]) if "foreach" in adam_torch else (None, None)
+        adam_torch = _torch_steppers(ctx, "Adam", {"lr": 1e-3}, p_host, g_host)
+        peers = {f"torch Adam {v}": adam_torch[v] for v in ("foreach", "fused") if v in adam_torch}
         size = f"{n:.0e}".replace("e+0", "e")
         for name, (hyper, slots, torch_peer) in RULES.items():
             rule = rules.get(name, **hyper)
             state = rule.init(p)
             p1, s1 = rule.step(p, g, state)  # past SGD's first step, whose program differs
-            timings = {"reference": _timed(ctx, lambda: rule.step(p1, g, s1), n)}
+            fns = {"reference": lambda: rule.step(p1, g, s1)}
             for label, engine in _engines(ctx):
                 fused = fast.fused(rule, engine=engine)
-                timings[label] = _timed(ctx, lambda: fused.step(p1, g, s1), n)  # the warm-up call compiles
+                fns[label] = lambda fused=fused: fused.step(p1, g, s1)
                 buffers = [fused.step(p1, g, s1), fused.step(p1, g, s1)]
 
-                def pingpong():
+                def pingpong(fused=fused, buffers=buffers):
                     buffers.reverse()
                     fused.step(p1, g, s1, out=buffers[0])
 
-                timings[label + ", out="] = _timed(ctx, pingpong, n)
-                own = buffers[0]  # arrays of its own to step in place
-
-                def in_place():
-                    fused.step(own[0], g, own[1], out=own)
-
-                timings[label + ", in place"] = _timed(ctx, in_place, n)
-                del buffers, own
+                own = fused.step(p1, g, s1)  # arrays of its own to step in place
+                fns[label + ", out="] = pingpong
+                fns[label + ", in place"] = lambda fused=fused, own=own: fused.step(own[0], g, own[1], out=own)
+            shown = []  # torch rows of this rule (the Adam peers are timed with every rule)
             if torch_peer is not None:
-                own_torch = adam_torch if name == "adam" else _torch_steps(ctx, *torch_peer, p_host, g_host)
-                for variant, seconds in own_torch.items():
-                    timings[f"torch {torch_peer[0]} {variant}"] = seconds
-            reference_s = timings["reference"]
+                own_torch = adam_torch if name == "adam" else _torch_steppers(ctx, *torch_peer, p_host, g_host)
+                for variant, fn in own_torch.items():
+                    fns[f"torch {torch_peer[0]} {variant}"] = fn
+                    shown.append(f"torch {torch_peer[0]} {variant}")
+            for label, fn in peers.items():
+                fns.setdefault(label, fn)
+            timings = _timed_together(ctx, fns, n)
+            foreach_s, fused_s = timings.get("torch Adam foreach"), timings.get("torch Adam fused")
             for impl, seconds in timings.items():
+                if impl.startswith("torch") and impl not in shown:
+                    continue
                 gbps = min_bytes(slots, 4) * n / seconds / 1e9
-                if impl.startswith("fast") and "fused" in adam_torch:
-                    peer, peer_time = "torch Adam fused", adam_torch["fused"]
-                elif peer_name:
-                    peer, peer_time = peer_name, peer_s
+                if impl.startswith("fast") and fused_s is not None:
+                    peer, peer_time = "torch Adam fused", fused_s
+                elif foreach_s is not None:
+                    peer, peer_time = "torch Adam foreach", foreach_s
                 else:
-                    peer, peer_time = "reference", reference_s
+                    peer, peer_time = "reference", timings["reference"]
                 target, met, note = None, None, ""
                 judged = name in ("adam", "adabelief", "diffgrad")
-                if n == 10**7 and ctx.backend == "numpy" and peer_name and judged:
-                    if impl.startswith("fast") and impl.endswith("in place") and peer == "torch Adam fused":
+                if n == 10**7 and ctx.backend == "numpy" and judged:
+                    if impl.endswith("in place") and peer == "torch Adam fused":
                         target, met = "≥1x torch Adam fused", peer_time / seconds >= 1.0
                         if name == "diffgrad":
                             note = (f"moves {min_bytes(slots, 4)} B/param to Adam's {min_bytes(2, 4)}: "
                                     f"{peer_time / seconds * min_bytes(slots, 4) / min_bytes(2, 4):.2f}x at equal bytes")
-                    elif impl == "reference":
+                    elif impl == "reference" and peer == "torch Adam foreach":
                         target, met = "within 2x of torch Adam foreach", peer_time / seconds >= 0.5
                 if n == 10**8 and ctx.backend == "cupy" and impl.startswith("fast cuda") and judged:
                     target = "≥70% of copy bandwidth"
                     met = bool(ctx.copy_gbps) and gbps >= 0.7 * ctx.copy_gbps
-                    fused_peer = adam_torch.get("fused")
-                    if fused_peer:
+                    if fused_s is not None:
                         target += ", ≥1x torch Adam fused"
-                        met = met and fused_peer / seconds >= 1.0
+                        met = met and fused_s / seconds >= 1.0
                 rows.append(ratio_row(
                     "steps", name, size, impl, seconds, peer, peer_time, gbps=gbps,
                     of_copy=gbps / ctx.copy_gbps if ctx.copy_gbps else None, target=target, met=met, note=note,
                 ))
+            del fns, timings
+    return rows + _loops(ctx)
+
+
+def _loops(ctx: Context) -> list[Row]:
+    """End to end: ``refopt.run`` and ``problems.train`` on the reference (``fast=False``) and on
+    the path they take by default, each the same bits (checked here)."""
+    if ctx.backend not in ("numpy", "cupy"):
+        return []
+    from .. import functions, problems
+    from .. import run as run_rule
+
+    rows: list[Row] = []
+    runs, dim, steps = (1000, 100, 3) if ctx.quick else (1000, 1000, 20)
+    x0 = ctx.asarray(np.random.default_rng(0).standard_normal((runs, dim)).astype(np.float32))
+    sphere = functions.get("sphere", dim=dim)
+    rule = rules.adam(lr=1e-2)
+    results = {}
+    for label, flag in (("fast=False (reference)", False), ("default (fast path)", None)):
+        results[label] = run_rule(rule, sphere, x0, steps, fast=flag)  # also the warm-up (compiles)
+        seconds = ctx.time(lambda: run_rule(rule, sphere, x0, steps, fast=flag), repeat=1 if ctx.quick else 3)
+        rows.append((label, seconds))
+    a, b = results.values()
+    same = bool(np.array_equal(_host(a.x), _host(b.x)))
+    case = f"refopt.run: adam on sphere, {runs} runs x {dim} dims, {steps} steps"
+    rows = [ratio_row("steps", case, f"{runs * dim:.0e}".replace("e+0", "e"), label, seconds,
+                      "fast=False (reference)", rows[0][1], note="" if same else "RESULTS DIFFER")
+            for label, seconds in rows]
+
+    problem = problems.get("transformer")
+    theta0 = ctx.asarray(np.asarray(problem.init(0), dtype=np.float32))
+    k = 2 if ctx.quick else 10
+    timed = []
+    for label, flag in (("fast=False (reference)", False), ("fast=True", True)):
+        done = problems.train(problem, rule, k, theta0=theta0, fast=flag)
+        seconds = ctx.time(lambda: problems.train(problem, rule, k, theta0=theta0, fast=flag), repeat=1 if ctx.quick else 3)
+        timed.append((label, seconds / k, _host(done.theta)))
+    same = bool(np.array_equal(timed[0][2], timed[1][2]))
+    for label, seconds, _ in timed:
+        rows.append(ratio_row(
+            "steps", f"problems.train: adam on the transformer ({problem.dim} params), per step", "batch 16", label,
+            seconds, "fast=False (reference)", timed[0][1],
+            note=("below refopt.fast.AUTO_MIN_ELEMENTS: the default is the reference" if label == "fast=True" else "")
+            + ("" if same else "; RESULTS DIFFER")))
     return rows
+
+
+def _host(a):
+    from .. import _array
+
+    return _array.to_numpy(a)

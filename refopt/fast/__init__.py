@@ -9,6 +9,10 @@ about the traffic the step needs, and is opt-in::
     fast = ro.fast.fused(rule)                 # same init / step as the rule
     state = fast.init(params)
     params, state = fast.step(params, grads, state)
+    params, state = fast.step(params, grads, state, out=(params, state))  # in place: the fastest
+
+Loops that refopt owns -- ``refopt.run`` and ``refopt.problems.train`` -- take the fast path by
+default where it applies and pays (:func:`for_loop`), with ``fast=False`` to force the reference.
 
 Every path starts from the same place: the rule's own ``_leaf`` run once on symbols
 (:mod:`refopt.fast._trace`), which records the algorithm box as a straight-line elementwise

@@ -218,6 +218,10 @@ def loop_source(prog, inplace=frozenset()):
             decorator, loop = "@numba.njit(parallel=True, fastmath=False, error_model='numpy', cache=True)", "numba.prange(p.shape[0])"
         lines += ["", decorator, f"def loop{k}({', '.join(args)}):", "    T = p.dtype.type", *scalar_lines,
                   f"    for i in {loop}:", *(loads + body + stores or ["        pass"])]
+        if not blocked:  # the same loop on one thread, for arrays too small to share out
+            lines += ["", "@numba.njit(nogil=True, fastmath=False, error_model='numpy', cache=True)",
+                      f"def loop{k}_serial({', '.join(args)}):", "    T = p.dtype.type", *scalar_lines,
+                      "    for i in range(p.shape[0]):", *(loads + body + stores or ["        pass"])]
         schedule.append(("loop", f"loop{k}", args))
         if k < len(cuts):
             arg = cuts[k].args[0]
@@ -266,6 +270,12 @@ def _module(source: str):
     return module
 
 
+#: elements from which a one-loop program is shared out among the threads.  Below it the loop runs
+#: on the calling thread: the work is microseconds, and Numba's OpenMP threads, once woken, spin
+#: for a while and take the cores from whatever runs next (a BLAS call of the model) -- a small
+#: transformer's training step went from 11 to 20 ms with its 21k-parameter update in parallel.
+PARALLEL_MIN = 1 << 18
+
 #: elements per block of a blocked program.  Its temporaries (0.5 MB each in float32) stay in
 #: cache between the pieces; on the 2-core CI machine 2^17 was the fastest of 2^13 ... 2^19
 #: for diffGrad at 10^7 (smaller blocks pay the Python between pieces, larger ones spill).
@@ -304,6 +314,8 @@ def step(rule, prog, ps, gs, slots, coefficients, *, threads: int | None, target
             env.update({"c_" + k: float(getattr(c, k)) for k in prog.scalars})
             if not blocked:
                 (_, loop, args), = schedule
+                if workers < 2 or p.size < PARALLEL_MIN:
+                    loop += "_serial"
                 getattr(module, loop)(*(env[a] for a in args))
             else:
                 _run_blocked(module, schedule, temporaries, env, p.size, p.dtype, workers, scratch)
