@@ -451,6 +451,28 @@ def _gpu():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(_gpu() is None, reason="no GPU answers (CuPy missing or no device)")
+@pytest.mark.parametrize("name, kw", _variant_cases())
+def test_cupy_kernels_step_in_place(name, kw):
+    """out=(params, state) on CuPy: the same arrays come back holding what fresh outputs hold."""
+    cupy = _gpu()
+    rule = ro.rules.get(name, **kw)
+    params, grads = _trees(np.random.default_rng(17), np.float32, steps=4)
+    fused = fast.fused(rule)
+    to_gpu = lambda t: {k: cupy.asarray(v) for k, v in t.items()}  # noqa: E731
+    p_new, s_new = to_gpu(params), fused.init(to_gpu(params))
+    p_own, s_own = to_gpu(params), fused.init(to_gpu(params))
+    arrays = _arrays(p_own, s_own)
+    for g in grads:
+        g_gpu = to_gpu(g)
+        p_new, s_new = fused.step(p_new, g_gpu, s_new)
+        p_own, s_own = fused.step(p_own, g_gpu, s_own, out=(p_own, s_own))
+        assert all(x is y for x, y in zip(_arrays(p_own, s_own), arrays, strict=True))
+        for want, got in zip(_arrays(p_new, s_new), arrays):
+            assert bool(cupy.array_equal(want, got, equal_nan=True))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_gpu() is None, reason="no GPU answers (CuPy missing or no device)")
 @pytest.mark.parametrize("fma", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name, kw", _variant_cases())
