@@ -2,8 +2,8 @@
 
 The program that :mod:`refopt.fast._cupy` prints as a CUDA kernel is printed here as Python
 loops, one statement per operation of the reference, and compiled with
-``numba.njit(parallel=True, fastmath=False, error_model="numpy")``: every parameter is read and written about once,
-and the loops are spread over the cores.  A program with ``exp`` (diffGrad) is cut there: the
+``numba.njit(parallel=True, fastmath=False, error_model="numpy")``: every parameter is read and
+written about once, and the loops are spread over the cores.  A program with ``exp`` (diffGrad) is cut there: the
 pieces are compiled loops and the ``exp`` between them is NumPy's own, run block by block so
 that what crosses a cut stays in cache (see :func:`loop_source`).
 
@@ -17,6 +17,8 @@ Rounding.  ``fastmath=False`` keeps IEEE semantics: LLVM does not contract ``a*b
 fused multiply-add, division and square root are correctly rounded, and every coefficient is
 rounded to the array's dtype exactly where the reference rounds it (a weak scalar meeting an
 array); ``exp`` is NumPy's.  So the result is the reference's, bit for bit, for every rule.
+``error_model="numpy"`` makes a division by zero give inf or nan, as NumPy's does (Numba's
+default raises, and the test for it kept the loops from vectorizing).
 
 Compiled loops are cached on disk (``$REFOPT_CACHE``, default ``~/.cache/refopt``) when that
 directory is writable, so a program compiles once per machine (about a second) rather than once
@@ -156,7 +158,8 @@ def loop_source(prog, inplace=frozenset()):
     storage: dict[int, str] = {}
     temporaries: dict[str, str] = {}
     for name, n in prog.outputs:
-        if id(n) in crossing and id(n) not in storage and last_read.get(name, -1) <= piece_of[id(n)]:
+        if id(n) in crossing and id(n) not in storage and (
+                name not in inplace or last_read.get(name, -1) <= piece_of[id(n)]):
             storage[id(n)] = dest(name)
     for i, n in enumerate(nodes):
         if id(n) not in crossing or id(n) in storage:

@@ -570,8 +570,8 @@ class Rule:
         flat = [xp.reshape(a, (n,)) for a in (p, g, *s.values())]
         out = [xp.empty((n,), dtype=p.dtype) for _ in range(1 + len(s))]
 
-        def run(lo, stop):
-            for lo in range(lo, stop, SLICE):
+        def run(start, stop):
+            for lo in range(start, stop, SLICE):
                 hi = min(stop, lo + SLICE)
                 part_p, part_s, _ = self._leaf(xp, flat[0][lo:hi], flat[1][lo:hi],
                                                {k: a[lo:hi] for k, a in zip(s, flat[2:])}, c)
