@@ -680,3 +680,32 @@ def test_numba_parallel_and_serial_loops_give_the_same_bits(monkeypatch, name, k
             got_p, got_s = fast.fused(rule, engine="numba", threads=2).step(own_p, g, own_s, out=(own_p, own_s))
             assert np.array_equal(want_p, got_p) and all(np.array_equal(want_s.slots[k], got_s.slots[k]) for k in s.slots)
             q, s = want_p, want_s
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_threads_work_in_a_forked_child_after_the_parent_used_them():
+    """multiprocessing forks by default on Linux: a child must not hand work to the parent's threads
+    (they do not exist there, and the step would wait forever)."""
+    import multiprocessing
+
+    from refopt.rules import _base
+
+    n = 4 * _base.SLICE  # sliced reference step: the shared worker threads
+    p = np.linspace(-1.0, 1.0, n, dtype=np.float32)
+    rule = ro.rules.adam(lr=0.1)
+    want = rule.step(p, p * 0.5, rule.init(p))[0]  # the parent's pool now has threads
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+
+    def child():
+        results.put(np.asarray(rule.step(p, p * 0.5, rule.init(p))[0]))
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    try:
+        got = results.get(timeout=60)  # read before joining: the child exits once its result is sent
+    except Exception:  # queue.Empty: it hung
+        proc.kill()
+        pytest.fail("the step in the forked child did not finish within 60 s")
+    proc.join(10)
+    assert proc.exitcode == 0 and np.array_equal(got, want)

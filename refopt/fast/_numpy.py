@@ -22,6 +22,7 @@ This module is one of refopt's explicit fast paths: it imports NumPy directly.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -30,6 +31,18 @@ __all__ = ["step"]
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_SIZE = 0
+_POOL_LOCK = threading.Lock()
+
+
+def _forget_pool() -> None:
+    """In a forked child (``multiprocessing``'s default on Linux): the parent's worker threads do not
+    exist there, and work handed to them would wait forever; the lock may have been held."""
+    global _POOL, _POOL_SIZE, _POOL_LOCK
+    _POOL, _POOL_SIZE, _POOL_LOCK = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def default_threads() -> int:
@@ -42,13 +55,17 @@ def default_threads() -> int:
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
+    """The shared worker threads (at least ``threads`` of them), for the fast paths and the sliced
+    reference step; made again in a forked child (:func:`_forget_pool`).  A pool that is too small
+    is replaced but not shut down -- another thread may be using it; its idle workers exit when it
+    is collected.
+    """
     global _POOL, _POOL_SIZE
-    if _POOL is None or _POOL_SIZE < threads:
-        if _POOL is not None:
-            _POOL.shutdown(wait=True)
-        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="refopt-fast")
-        _POOL_SIZE = threads
-    return _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL_SIZE < threads:
+            _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="refopt-fast")
+            _POOL_SIZE = threads
+        return _POOL
 
 
 _UFUNCS = {
