@@ -543,7 +543,44 @@ def _in_place_cases():
 
 
 def _copy_state(state):
-    return ro.rules.State(state.rule, state.t, {k: {key: a.copy() for key, a in v.items()} for k, v in state.slots.items()})
+    """A state of the same values in arrays of its own (slots that are arrays or trees of arrays)."""
+    def own(tree):
+        leaves, structure, _ = ro._tree.flatten(tree)
+        return ro._tree.unflatten(structure, [a.copy() for a in leaves])
+
+    return ro.rules.State(state.rule, state.t, {k: own(v) for k, v in state.slots.items()})
+
+
+class _Loops:
+    """Records the compiled loops that refopt.fast._numba runs: each name fetched, calls per name."""
+
+    def __init__(self):
+        self.fetched, self.calls = [], {}
+
+    def wrap(self, module):
+        loops = self
+
+        class Module:
+            def __getattr__(self, name):
+                fn = getattr(module, name)
+                loops.fetched.append(name)
+
+                def counted(*args):
+                    loops.calls[name] = loops.calls.get(name, 0) + 1
+                    return fn(*args)
+
+                return counted
+
+        return Module()
+
+
+@pytest.fixture
+def numba_loops(monkeypatch):
+    from refopt.fast import _numba
+
+    loops, real = _Loops(), _numba._module
+    monkeypatch.setattr(_numba, "_module", lambda source: loops.wrap(real(source)))
+    return loops
 
 
 def _arrays(params, state):
@@ -590,7 +627,7 @@ def test_in_place_is_refused_where_an_output_would_overwrite_another_input():
 @pytest.mark.skipif(not _NUMBA, reason="Numba is not installed (the numba extra)")
 @pytest.mark.parametrize("in_place", [False, True])
 @pytest.mark.parametrize("name, kw", [("diffgrad", {}), ("diffgrad", {"weight_decay": 0.1, "eps_root": 1e-12})])
-def test_numba_blocked_program_cuts_blocks_and_threads_anywhere(monkeypatch, name, kw, in_place):
+def test_numba_blocked_program_cuts_blocks_and_threads_anywhere(monkeypatch, numba_loops, name, kw, in_place):
     """diffGrad's exp cuts its program: pieces run block by block on threads; small blocks, a
     partial last block and an uneven share of blocks per thread change no bit."""
     from refopt.fast import _numba
@@ -605,7 +642,7 @@ def test_numba_blocked_program_cuts_blocks_and_threads_anywhere(monkeypatch, nam
         g = rng.standard_normal(10_007).astype(np.float32)
         want_p, want_s = rule.step(p, g, state)
         if in_place:
-            own_p, own_s = p.copy(), ro.rules.State(state.rule, state.t, {k: v.copy() for k, v in state.slots.items()})
+            own_p, own_s = p.copy(), _copy_state(state)
             got_p, got_s = fused.step(own_p, g, own_s, out=(own_p, own_s))
             assert got_p is own_p and all(got_s.slots[k] is own_s.slots[k] for k in own_s.slots)
         else:
@@ -613,6 +650,8 @@ def test_numba_blocked_program_cuts_blocks_and_threads_anywhere(monkeypatch, nam
         assert np.array_equal(want_p, got_p)
         assert all(np.array_equal(want_s.slots[k], got_s.slots[k]) for k in want_s.slots)
         p, state = want_p, want_s
+    # 10,007 elements in blocks of 1000: 11 calls of each of the two loops per step, three steps
+    assert numba_loops.calls == {"loop0": 33, "loop1": 33}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -628,6 +667,9 @@ def test_the_reference_in_slices_equals_the_reference_on_whole_arrays(monkeypatc
     rng = np.random.default_rng(abs(hash((name, str(kw), "slices"))) % 2**32)
     params, grads = _trees(rng, np.float32, steps=4)  # w: 3333 elements, 4 slices of 1000 on 3 threads
     monkeypatch.setattr(_base, "SLICE_THREADS", 3)
+    sliced = []
+    real = _base.Rule._leaf_in_slices
+    monkeypatch.setattr(_base.Rule, "_leaf_in_slices", lambda self, xp, p, *a: sliced.append(p.shape) or real(self, xp, p, *a))
     p_whole = p_slices = params
     s_whole = s_slices = rule.init(params)
     for g in grads:
@@ -639,6 +681,7 @@ def test_the_reference_in_slices_equals_the_reference_on_whole_arrays(monkeypatc
         for slot in s_whole.slots:
             assert _same(s_whole.slots[slot], s_slices.slots[slot]), f"slot {slot} differs at t={s_whole.t}"
         assert p_slices["w"].shape == (3, 1111) and p_slices["w"].dtype == np.float32
+    assert sliced == [(3, 1111)] * len(grads)  # "w" only, once per step: the other leaves are small
 
 
 def test_only_elementwise_rules_are_stepped_in_slices(monkeypatch):
@@ -661,7 +704,7 @@ def test_only_elementwise_rules_are_stepped_in_slices(monkeypatch):
 @pytest.mark.skipif(not _NUMBA, reason="Numba is not installed (the numba extra)")
 @pytest.mark.parametrize("name, kw", [("adam", {"amsgrad": True}), ("adabelief", {}), ("sgd", {"momentum": 0.9}),
                                       ("lion", {})])
-def test_numba_parallel_and_serial_loops_give_the_same_bits(monkeypatch, name, kw):
+def test_numba_parallel_and_serial_loops_give_the_same_bits(monkeypatch, numba_loops, name, kw):
     """Arrays of PARALLEL_MIN elements or more are shared out among the threads, smaller ones run
     on the calling thread: the same source, the same bits (both checked against the reference)."""
     from refopt.fast import _numba
@@ -676,10 +719,13 @@ def test_numba_parallel_and_serial_loops_give_the_same_bits(monkeypatch, name, k
         for _ in range(3):
             g = rng.standard_normal(5001).astype(np.float32)
             want_p, want_s = rule.step(q, g, s)
-            own_p, own_s = q.copy(), ro.rules.State(s.rule, s.t, {k: v.copy() for k, v in s.slots.items()})
+            own_p, own_s = q.copy(), _copy_state(s)
             got_p, got_s = fast.fused(rule, engine="numba", threads=2).step(own_p, g, own_s, out=(own_p, own_s))
             assert np.array_equal(want_p, got_p) and all(np.array_equal(want_s.slots[k], got_s.slots[k]) for k in s.slots)
             q, s = want_p, want_s
+        # 5001 elements: the parallel loop at PARALLEL_MIN = 1000, its serial twin above 5001
+        assert numba_loops.fetched == ["loop0" if parallel_min <= 5001 else "loop0_serial"] * 3
+        numba_loops.fetched.clear()
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")

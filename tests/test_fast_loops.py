@@ -60,9 +60,10 @@ def test_run_diverging_on_the_fast_path_freezes_runs_as_the_reference(fast_calls
 
 
 def test_run_chooses_the_fast_path_by_size_and_rule(monkeypatch, fast_calls):
-    big = np.full((fast.AUTO_MIN_ELEMENTS // 2, 2), 0.5)
+    big = np.full((fast.AUTO_MIN_ELEMENTS // 2, 2), 0.5)  # exactly AUTO_MIN_ELEMENTS
     small = big[:100]
     ro.run(ro.rules.adam(), "rosenbrock", small, 3)
+    ro.run(ro.rules.adam(), "rosenbrock", big[:-1], 3)  # two elements short
     assert fast_calls == []  # below AUTO_MIN_ELEMENTS: the reference
     ro.run(ro.rules.adam(), "rosenbrock", big, 3)
     assert len(fast_calls) == 3

@@ -207,46 +207,47 @@ def run(ctx: Context) -> list[Row]:
     return rows + _loops(ctx)
 
 
+def _paths(ctx: Context, paths: dict, call, result) -> tuple[dict, bool]:
+    """({label: seconds per call}, whether every path gave the same result): ``call(flag)`` runs
+    the loop with ``fast=flag`` and ``result`` picks the array to compare; one call per round,
+    interleaved (:func:`_timed_together`)."""
+    first, *others = [_host(result(call(flag))) for flag in paths.values()]
+    same = all(np.array_equal(first, other) for other in others)
+    return _timed_together(ctx, {label: (lambda flag=flag: call(flag)) for label, flag in paths.items()}, 10**6), same
+
+
 def _loops(ctx: Context) -> list[Row]:
     """End to end: ``refopt.run`` and ``problems.train`` on the reference (``fast=False``) and on
-    the path they take by default, each the same bits (checked here)."""
+    the fast path, each the same bits (checked here)."""
     if ctx.backend not in ("numpy", "cupy"):
         return []
     from .. import functions, problems
     from .. import run as run_rule
 
+    reference = "fast=False (reference)"
+    rule = rules.adam(lr=1e-2)
     runs, dim, steps = (1000, 100, 3) if ctx.quick else (1000, 1000, 20)
     x0 = ctx.asarray(np.random.default_rng(0).standard_normal((runs, dim)).astype(np.float32))
     sphere = functions.get("sphere", dim=dim)
-    rule = rules.adam(lr=1e-2)
-    paths = {"fast=False (reference)": False, "default (fast path, NumPy engine)": None}
+    paths = {reference: False, "default (fast path, NumPy engine)": None}
     if ctx.backend == "numpy" and importlib.util.find_spec("numba") is not None:
         paths['fast="numba"'] = "numba"
-    finals = {label: _host(run_rule(rule, sphere, x0, steps, fast=flag).x) for label, flag in paths.items()}
-    first, *others = finals.values()
-    same = all(np.array_equal(first, other) for other in others)
-    timings = _timed_together(ctx, {label: (lambda flag=flag: run_rule(rule, sphere, x0, steps, fast=flag))
-                                    for label, flag in paths.items()}, 10**6)  # one run per call, interleaved
+    timings, same = _paths(ctx, paths, lambda flag: run_rule(rule, sphere, x0, steps, fast=flag), lambda r: r.x)
     case = f"refopt.run: adam on sphere, {runs} runs x {dim} dims, {steps} steps"
-    reference = timings["fast=False (reference)"]
-    rows = [ratio_row("steps", case, f"{runs * dim:.0e}".replace("e+0", "e"), label, seconds,
-                      "fast=False (reference)", reference, note="" if same else "RESULTS DIFFER")
+    rows = [ratio_row("steps", case, f"{runs * dim:.0e}".replace("e+0", "e"), label, seconds, reference,
+                      timings[reference], note="" if same else "RESULTS DIFFER")
             for label, seconds in timings.items()]
 
     problem = problems.get("transformer")
     theta0 = ctx.asarray(np.asarray(problem.init(0), dtype=np.float32))
     k = 2 if ctx.quick else 10
-    paths = {"fast=False (reference)": False, "fast=True": True}
-    finals = {label: _host(problems.train(problem, rule, k, theta0=theta0, fast=flag).theta) for label, flag in paths.items()}
-    same = np.array_equal(*finals.values())
-    timings = _timed_together(ctx, {label: (lambda flag=flag: problems.train(problem, rule, k, theta0=theta0, fast=flag))
-                                    for label, flag in paths.items()}, 10**6)
-    reference = timings["fast=False (reference)"] / k
+    timings, same = _paths(ctx, {reference: False, "fast=True": True},
+                           lambda flag: problems.train(problem, rule, k, theta0=theta0, fast=flag), lambda r: r.theta)
+    case = f"problems.train: adam on the transformer ({problem.dim} params), per step"
     for label, seconds in timings.items():
         note = "below refopt.fast.AUTO_MIN_ELEMENTS: the default is the reference" if label == "fast=True" else ""
-        rows.append(ratio_row(
-            "steps", f"problems.train: adam on the transformer ({problem.dim} params), per step", "batch 16", label,
-            seconds / k, "fast=False (reference)", reference, note=note + ("" if same else "; RESULTS DIFFER")))
+        rows.append(ratio_row("steps", case, "batch 16", label, seconds / k, reference, timings[reference] / k,
+                              note=note + ("" if same else "; RESULTS DIFFER")))
     return rows
 
 

@@ -215,16 +215,13 @@ def loop_source(prog, inplace=frozenset()):
         written = sorted(w for w in {*temporaries, *(dest(nm) for nm, _ in prog.outputs)}
                          if w in read_arrays and w not in ("p", *arrays))
         args = ["p", *arrays, *coefficients, *written]
-        if blocked:
-            decorator, loop = "@numba.njit(nogil=True, fastmath=False, error_model='numpy', cache=True)", "range(p.shape[0])"
-        else:
-            decorator, loop = "@numba.njit(parallel=True, fastmath=False, error_model='numpy', cache=True)", "numba.prange(p.shape[0])"
-        lines += ["", decorator, f"def loop{k}({', '.join(args)}):", "    T = p.dtype.type", *scalar_lines,
-                  f"    for i in {loop}:", *(loads + body + stores or ["        pass"])]
-        if not blocked:  # the same loop on one thread, for arrays too small to share out
-            lines += ["", "@numba.njit(nogil=True, fastmath=False, error_model='numpy', cache=True)",
-                      f"def loop{k}_serial({', '.join(args)}):", "    T = p.dtype.type", *scalar_lines,
-                      "    for i in range(p.shape[0]):", *(loads + body + stores or ["        pass"])]
+        serial = ("@numba.njit(nogil=True, fastmath=False, error_model='numpy', cache=True)", "range(p.shape[0])")
+        parallel = ("@numba.njit(parallel=True, fastmath=False, error_model='numpy', cache=True)", "numba.prange(p.shape[0])")
+        # a blocked program's loops run on one block per call; a one-loop program also gets a serial
+        # twin, for arrays too small to share out (PARALLEL_MIN)
+        for suffix, (decorator, loop) in [("", serial)] if blocked else [("", parallel), ("_serial", serial)]:
+            lines += ["", decorator, f"def loop{k}{suffix}({', '.join(args)}):", "    T = p.dtype.type", *scalar_lines,
+                      f"    for i in {loop}:", *(loads + body + stores or ["        pass"])]
         schedule.append(("loop", f"loop{k}", args))
         if k < len(cuts):
             arg = cuts[k].args[0]
@@ -336,22 +333,19 @@ def _run_blocked(module, schedule, temporaries, env, n, dtype, threads, scratch)
     The compiled loops release the GIL and so does NumPy's exp, so the threads overlap; the
     temporaries of a block (one set per thread) stay in cache between the pieces.
     """
-    from ._numpy import _pool
+    from ._numpy import run_in_shares
 
-    blocks = -(-n // BLOCK)
-    workers = max(1, min(threads, blocks))
-    edges = [blocks * j // workers * BLOCK for j in range(workers)] + [n]
     loops = [(getattr(module, a), b) if what == "loop" else (None, (a, b)) for what, a, b in schedule]
 
-    def work(j):
-        key = (threading.get_ident(), dtype)
+    def work(start, stop):
+        key = (threading.get_ident(), dtype, BLOCK)
         temps = None if scratch is None else scratch.get(key)
         if temps is None:
             temps = {t: np.empty(BLOCK, dtype=bool if kind == "bool" else dtype) for t, kind in temporaries.items()}
             if scratch is not None:
                 scratch[key] = temps
-        for lo in range(edges[j], edges[j + 1], BLOCK):
-            hi = min(edges[j + 1], lo + BLOCK)
+        for lo in range(start, stop, BLOCK):
+            hi = min(stop, lo + BLOCK)
             view = {k: temps[k][: hi - lo] for k in temporaries}
             view.update({k: a[lo:hi] if isinstance(a, np.ndarray) else a for k, a in env.items()})
             for fn, args in loops:
@@ -360,7 +354,4 @@ def _run_blocked(module, schedule, temporaries, env, n, dtype, threads, scratch)
                 else:
                     np.exp(view[args[0]], out=view[args[1]])
 
-    if workers == 1:
-        work(0)
-    else:
-        list(_pool(workers).map(work, range(workers)))
+    run_in_shares(work, n, BLOCK, threads)

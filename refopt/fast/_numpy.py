@@ -68,6 +68,20 @@ def _pool(threads: int) -> ThreadPoolExecutor:
         return _POOL
 
 
+def run_in_shares(work, n: int, block: int, threads: int) -> None:
+    """Call ``work(lo, hi)`` on contiguous shares of ``range(n)``, one per thread (at most
+    ``threads``), each a whole number of blocks of ``block`` elements but the last; wait for all.
+    A single share runs on the calling thread."""
+    blocks = -(-n // block)
+    workers = max(1, min(threads, blocks))
+    if workers == 1:
+        work(0, n)
+        return
+    edges = [blocks * j // workers * block for j in range(workers)] + [n]
+    for done in [_pool(workers).submit(work, edges[j], edges[j + 1]) for j in range(workers)]:
+        done.result()
+
+
 _UFUNCS = {
     "+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide,
     "<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal,
@@ -188,7 +202,10 @@ class _Plan:
         for name, a in inputs.items():
             env[("in", name)] = a[lo:hi]
             if outputs.get(name) is a:
-                env[("in", name)] = copy = buffers["in"][name][:m]
+                copies = buffers["in"]  # made on first need: most steps are not in place
+                if name not in copies:
+                    copies[name] = np.empty(buffers["size"], dtype=a.dtype)
+                env[("in", name)] = copy = copies[name][:m]
                 np.copyto(copy, a[lo:hi])
         for name, a in outputs.items():
             env[("out", name)] = a[lo:hi]
@@ -242,7 +259,7 @@ def step(rule, prog, ps, gs, slots, c_per_leaf, *, block: int, threads: int, tar
         buffers = {
             dt: {"buf": [np.empty(block, dtype=dt) for _ in range(plan.n_buffers)],
                  "bool": [np.empty(block, dtype=bool) for _ in range(plan.n_buffers)],
-                 "in": {name: np.empty(block, dtype=dt) for name in plan.prog.arrays}}
+                 "in": {}, "size": block}
             for dt in dtypes
         }
         for inputs, outputs, lo, hi, values, dtype in part:

@@ -70,6 +70,21 @@ def ema_constants(beta1, beta2) -> dict:
     }
 
 
+def bias_corrections(lr, betas, t, *, eps_hat: bool, bias_correction: bool = True) -> dict:
+    """Host scalars of step ``t``: bc1 = 1 - β1^t, bc2 = 1 - β2^t, √bc2 and the step size.
+
+    ``step_size`` is γ·√bc2/bc1 when ε is added to √v before the correction (``eps_hat``: the
+    codes' form) and γ/bc1 otherwise, the denominator then being √v/√bc2 + ε.  Without
+    ``bias_correction`` both corrections are 1.
+    """
+    beta1, beta2 = betas
+    bc1 = 1.0 - _array.host_power(beta1, t) if bias_correction else 1.0
+    bc2 = 1.0 - _array.host_power(beta2, t) if bias_correction else 1.0
+    sqrt_bc2 = _array.host_power(bc2, 0.5)
+    step_size = lr * sqrt_bc2 / bc1 if eps_hat else lr / bc1
+    return {"bc1": bc1, "bc2": bc2, "sqrt_bc2": sqrt_bc2, "step_size": step_size}
+
+
 class Adam(Rule):
     name = "adam"
     family = "adam"
@@ -130,15 +145,8 @@ class Adam(Rule):
         }
 
     def _scalars(self, t):
-        beta1, beta2 = self.betas
-        bc1 = 1.0 - _array.host_power(beta1, t) if self.bias_correction else 1.0
-        bc2 = 1.0 - _array.host_power(beta2, t) if self.bias_correction else 1.0
-        sqrt_bc2 = _array.host_power(bc2, 0.5)
-        if self.eps_mode == "eps_hat":
-            step_size = self.lr * sqrt_bc2 / bc1
-        else:
-            step_size = self.lr / bc1
-        return {"bc1": bc1, "bc2": bc2, "sqrt_bc2": sqrt_bc2, "step_size": step_size}
+        return bias_corrections(self.lr, self.betas, t, eps_hat=self.eps_mode == "eps_hat",
+                                bias_correction=self.bias_correction)
 
     def _leaf(self, xp, p, g, s, c):
         if c.maximize:

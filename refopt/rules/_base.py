@@ -580,16 +580,9 @@ class Rule:
 
         # contiguous shares of the slices on the usable cores (the array library releases the GIL
         # inside each operation; the slices write disjoint parts of the outputs)
-        from ..fast._numpy import _pool, default_threads
+        from ..fast._numpy import default_threads, run_in_shares
 
-        slices = -(-n // SLICE)
-        workers = min(default_threads() if SLICE_THREADS is None else SLICE_THREADS, slices)
-        edges = [slices * j // workers * SLICE for j in range(workers)] + [n]
-        if workers == 1:
-            run(0, n)
-        else:
-            for done in [_pool(workers).submit(run, edges[j], edges[j + 1]) for j in range(workers)]:
-                done.result()
+        run_in_shares(run, n, SLICE, default_threads() if SLICE_THREADS is None else SLICE_THREADS)
         shaped = [xp.reshape(a, tuple(p.shape)) for a in out]
         return shaped[0], dict(zip(s, shaped[1:])), {}
 

@@ -38,8 +38,7 @@ kozistr/pytorch_optimizer ``pytorch_optimizer/optimizer/diffgrad.py``.
 
 from __future__ import annotations
 
-from ._adam import _BETAS, _EMA, ema_constants, first_moment
-from .. import _array
+from ._adam import _BETAS, _EMA, bias_corrections, ema_constants, first_moment
 from ._base import Choice, Flag, Real, Rule, is_zero
 
 __all__ = ["DiffGrad"]
@@ -99,16 +98,8 @@ class DiffGrad(Rule):
             decay = 1.0 - self.lr * self.weight_decay
         return {**ema_constants(beta1, beta2), "decay": decay}
 
-    def _scalars(self, t):
-        beta1, beta2 = self.betas
-        bc1 = 1.0 - _array.host_power(beta1, t)
-        bc2 = 1.0 - _array.host_power(beta2, t)
-        sqrt_bc2 = _array.host_power(bc2, 0.5)
-        if self.eps_mode == "eps_hat":  # torch-optimizer: γ · √bc2 / bc1
-            step_size = self.lr * sqrt_bc2 / bc1
-        else:
-            step_size = self.lr / bc1
-        return {"bc1": bc1, "bc2": bc2, "sqrt_bc2": sqrt_bc2, "step_size": step_size}
+    def _scalars(self, t):  # eps_hat, torch-optimizer: γ · √bc2 / bc1
+        return bias_corrections(self.lr, self.betas, t, eps_hat=self.eps_mode == "eps_hat")
 
     def _leaf(self, xp, p, g, s, c):
         g_in = g

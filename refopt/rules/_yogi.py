@@ -38,7 +38,7 @@ pytorch_optimizer/optimizer/yogi.py (4.1.0).
 from __future__ import annotations
 
 from .. import _array
-from ._adam import _BETAS, _EMA, ema_constants, first_moment
+from ._adam import _BETAS, _EMA, bias_corrections, ema_constants, first_moment
 from ._base import Choice, Flag, MAXIMIZE, Real, Rule, apply_weight_decay, is_zero, select
 
 __all__ = ["Yogi"]
@@ -97,16 +97,9 @@ class Yogi(Rule):
         decay = 1.0 - self.weight_decay if self.fixed_decay else 1.0 - self.lr * self.weight_decay
         return {**ema_constants(beta1, beta2), "decay": decay, "no_eps_root": self.eps_root == 0}
 
-    def _scalars(self, t):
-        beta1, beta2 = self.betas
-        bc1 = 1.0 - _array.host_power(beta1, t) if self.bias_correction else 1.0
-        bc2 = 1.0 - _array.host_power(beta2, t) if self.bias_correction else 1.0
-        sqrt_bc2 = _array.host_power(bc2, 0.5)
-        if self.eps_mode == "eps_hat":  # TF-Addons: lr * sqrt(1 - β2^t) / (1 - β1^t)
-            step_size = self.lr * sqrt_bc2 / bc1
-        else:
-            step_size = self.lr / bc1
-        return {"bc1": bc1, "bc2": bc2, "sqrt_bc2": sqrt_bc2, "step_size": step_size}
+    def _scalars(self, t):  # eps_hat, TF-Addons: lr * sqrt(1 - β2^t) / (1 - β1^t)
+        return bias_corrections(self.lr, self.betas, t, eps_hat=self.eps_mode == "eps_hat",
+                                bias_correction=self.bias_correction)
 
     def _leaf(self, xp, p, g, s, c):
         if c.maximize:
