@@ -628,11 +628,13 @@ def test_in_place_is_refused_where_an_output_would_overwrite_another_input():
 @pytest.mark.parametrize("in_place", [False, True])
 @pytest.mark.parametrize("name, kw", [("diffgrad", {}), ("diffgrad", {"weight_decay": 0.1, "eps_root": 1e-12})])
 def test_numba_blocked_program_cuts_blocks_and_threads_anywhere(monkeypatch, numba_loops, name, kw, in_place):
-    """diffGrad's exp cuts its program: pieces run block by block on threads; small blocks, a
-    partial last block and an uneven share of blocks per thread change no bit."""
+    """diffGrad's exp cuts its program (here because INLINE_EXP is off; float64 always): pieces run
+    block by block on threads; small blocks, a partial last block and an uneven share of blocks per
+    thread change no bit."""
     from refopt.fast import _numba
 
     monkeypatch.setattr(_numba, "BLOCK", 1000)
+    monkeypatch.setattr(_numba, "INLINE_EXP", False)
     rule = ro.rules.get(name, **kw)
     rng = np.random.default_rng(21)
     p = rng.standard_normal(10_007).astype(np.float32)
@@ -652,6 +654,109 @@ def test_numba_blocked_program_cuts_blocks_and_threads_anywhere(monkeypatch, num
         p, state = want_p, want_s
     # 10,007 elements in blocks of 1000: 11 calls of each of the two loops per step, three steps
     assert numba_loops.calls == {"loop0": 33, "loop1": 33}
+
+
+def _exhaustive_float32_chunks(chunk=1 << 24):
+    for start in range(0, 1 << 32, chunk):
+        yield np.arange(start, start + chunk, dtype=np.uint32).view(np.float32)
+
+
+@pytest.mark.skipif(not _NUMBA, reason="Numba is not installed (the numba extra)")
+def test_compiled_exp_equals_numpys_exp_on_every_float32():
+    """refopt.fast._expf.exp_f32 against np.exp on all 2^32 float32 bit patterns: NaNs, infinities,
+    subnormal inputs and results, both saturation limits.  Where this NumPy runs another exp
+    (no AVX2+FMA3, another architecture) the fast path does not use exp_f32 and there is nothing
+    to compare."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from refopt.fast import _expf
+
+    if not _expf.matches_numpy():
+        pytest.skip("NumPy's float32 exp here is not its AVX2/AVX-512 kernel: the fast path cuts at np.exp")
+
+    def differences(x):
+        with np.errstate(all="ignore"):
+            want = np.exp(x)
+        bad = np.flatnonzero(want.view(np.uint32) != _expf.exp_array(x).view(np.uint32))
+        return [int(b) for b in x.view(np.uint32)[bad[:3]]], int(bad.size)
+
+    with ThreadPoolExecutor(2) as pool:  # both release the GIL
+        found = [(first, count) for first, count in pool.map(differences, _exhaustive_float32_chunks()) if count]
+    assert not found, f"{sum(c for _, c in found)} inputs differ, e.g. bits {[hex(b) for b in found[0][0]]}"
+
+
+@pytest.mark.skipif(not _NUMBA, reason="Numba is not installed (the numba extra)")
+def test_compiled_exp_is_accepted_where_numpy_runs_its_simd_exp():
+    """Where NumPy reports its AVX2/AVX-512 exp, the probe must agree: a wrong constant or a split
+    fma in exp_f32 fails here (the probe sees most) or in the exhaustive test (all)."""
+    from refopt.fast import _expf
+
+    if not _expf.numpy_runs_this_kernel():
+        pytest.skip("NumPy's float32 exp here is not its AVX2/AVX-512 kernel")
+    assert _expf.agrees_with(np.exp)
+    assert _expf.matches_numpy()
+
+
+@pytest.mark.skipif(not _NUMBA, reason="Numba is not installed (the numba extra)")
+def test_compiled_exp_is_used_only_where_it_agrees_with_numpy(monkeypatch, numba_loops):
+    """The probe tells NumPy's kernel from another exp (here libm-like: float64 exp rounded to
+    float32), and a process whose NumPy disagrees keeps np.exp between two loops: same bits."""
+    from refopt.fast import _expf
+
+    assert _expf.agrees_with(np.exp) == _expf.matches_numpy()
+    assert not _expf.agrees_with(lambda x: np.exp(x.astype(np.float64)).astype(np.float32))
+    assert not _expf.agrees_with(lambda x: np.exp(x.astype(np.float64)))  # float64 results: no
+    rule = ro.rules.diffgrad(weight_decay=0.01)
+    rng = np.random.default_rng(4)
+    p = rng.standard_normal(3001).astype(np.float32)
+    state = rule.init(p)
+    for agrees, loops in [(True, ["loop0_serial"]), (False, ["loop0", "loop1"])]:
+        monkeypatch.setattr(_expf, "matches_numpy", lambda agrees=agrees: agrees)
+        g = rng.standard_normal(3001).astype(np.float32)
+        want_p, want_s = rule.step(p, g, state)
+        got_p, got_s = fast.fused(rule, engine="numba", threads=2).step(p, g, state)
+        assert np.array_equal(want_p, got_p) and all(np.array_equal(want_s.slots[k], got_s.slots[k]) for k in state.slots)
+        assert numba_loops.fetched == loops
+        numba_loops.fetched.clear()
+        p, state = want_p, want_s
+
+
+@pytest.mark.skipif(not _NUMBA, reason="Numba is not installed (the numba extra)")
+@pytest.mark.parametrize("in_place", [False, True])
+@pytest.mark.parametrize("parallel_min", [1000, 1 << 30])
+def test_numba_diffgrad_float32_is_one_loop_with_numpys_exp(monkeypatch, numba_loops, in_place, parallel_min):
+    """float32 diffGrad as one loop that calls exp_f32, in parallel and serially, in place or not,
+    on gradients that take exp to its edges: |Δg| of 0, subnormal, 87-104 (subnormal and zero
+    exp), huge, inf and NaN -- every bit the reference's."""
+    from refopt.fast import _expf, _numba
+
+    if not _expf.matches_numpy():
+        pytest.skip("NumPy's float32 exp here is not its AVX2/AVX-512 kernel: the fast path cuts at np.exp")
+    monkeypatch.setattr(_numba, "PARALLEL_MIN", parallel_min)
+    rule = ro.rules.diffgrad(lr=0.1)
+    rng = np.random.default_rng(30)
+    n = 5003
+    p = rng.standard_normal(n).astype(np.float32)
+    state = rule.init(p)
+    edges = np.array([0.0, 1e-45, -1e-40, 87.0, -88.5, 100.0, 103.9, -104.0, 3e38, np.inf, -np.inf, np.nan],
+                     dtype=np.float32)
+    for step in range(3):
+        g = rng.standard_normal(n).astype(np.float32) * np.float32(10.0 ** (step - 1))
+        at = slice(16 * step, 16 * step + edges.size)  # fresh positions: g_prev finite there
+        with np.errstate(all="ignore"):
+            g[at] = state.slots["g_prev"][at] + edges  # Δg = the edge values (rounded)
+            want_p, want_s = rule.step(p, g, state)
+        if in_place:
+            own_p, own_s = p.copy(), _copy_state(state)
+            got_p, got_s = fast.fused(rule, engine="numba", threads=2).step(own_p, g, own_s, out=(own_p, own_s))
+        else:
+            got_p, got_s = fast.fused(rule, engine="numba", threads=2).step(p, g, state)
+        assert np.isnan(got_p).sum() == 3 * (step + 1)  # each step's inf, -inf and NaN
+        assert np.array_equal(want_p, got_p, equal_nan=True)
+        assert all(np.array_equal(want_s.slots[k], got_s.slots[k], equal_nan=True) for k in state.slots)
+        p, state = want_p, want_s
+    loop = "loop0" if parallel_min <= n else "loop0_serial"
+    assert numba_loops.fetched == [loop] * 3  # one loop per step, no cut at exp
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -22,8 +22,11 @@ on NumPy arrays, ``engine="numpy"`` (default)
     operation by operation with NumPy on cache-sized blocks, spread over threads
     (:mod:`refopt.fast._numpy`);
 on NumPy arrays, ``engine="numba"``
-    as parallel loops compiled by Numba, with NumPy's ``exp`` between them where the box has
-    one (:mod:`refopt.fast._numba`; the ``numba`` extra);
+    as one parallel loop compiled by Numba (:mod:`refopt.fast._numba`; the ``numba`` extra).
+    Where the box has an ``exp`` (diffGrad), a float32 loop calls NumPy's own float32 ``exp``
+    algorithm written out for Numba (:mod:`refopt.fast._expf`) when NumPy runs that kernel
+    here (AVX2 or AVX-512 on x86-64), and otherwise the program is cut into two loops with
+    ``np.exp`` between them (always in float64, whose NumPy ``exp`` is SVML's or libm's);
 on CuPy arrays
     as one fused CUDA kernel per parameter array (:mod:`refopt.fast._cupy`); ``fma=False``
     (the default) compiles it without multiply-add contraction.

@@ -3,9 +3,11 @@
 The program that :mod:`refopt.fast._cupy` prints as a CUDA kernel is printed here as Python
 loops, one statement per operation of the reference, and compiled with
 ``numba.njit(parallel=True, fastmath=False, error_model="numpy")``: every parameter is read and
-written about once, and the loops are spread over the cores.  A program with ``exp`` (diffGrad) is cut there: the
-pieces are compiled loops and the ``exp`` between them is NumPy's own, run block by block so
-that what crosses a cut stays in cache (see :func:`loop_source`).
+written about once, and the loops are spread over the cores.  A program with ``exp`` (diffGrad)
+calls NumPy's float32 ``exp`` algorithm compiled into the loop (:mod:`refopt.fast._expf`) where
+that is what NumPy runs here; otherwise (and in float64) it is cut there: the pieces are
+compiled loops and the ``exp`` between them is NumPy's own, run block by block so that what
+crosses a cut stays in cache (see :func:`loop_source`).
 
 In place.  Each loop body reads its inputs first and writes its outputs last, so an output may
 be the input it replaces (``out=(params, state)``): then a step reads every array once and
@@ -16,7 +18,7 @@ traffic of Adam's step).
 Rounding.  ``fastmath=False`` keeps IEEE semantics: LLVM does not contract ``a*b + c`` into a
 fused multiply-add, division and square root are correctly rounded, and every coefficient is
 rounded to the array's dtype exactly where the reference rounds it (a weak scalar meeting an
-array); ``exp`` is NumPy's.  So the result is the reference's, bit for bit, for every rule.
+array); ``exp`` is NumPy's, called or compiled in.  So the result is the reference's, bit for bit, for every rule.
 ``error_model="numpy"`` makes a division by zero give inf or nan, as NumPy's does (Numba's
 default raises, and the test for it kept the loops from vectorizing).
 
@@ -56,7 +58,8 @@ def _expr(n, names) -> str:
     """Python source of node ``n``'s value (``T`` is the array's scalar type inside the loop).
 
     An input array is read through its local copy ``a_<name>``, loaded at the top of the loop
-    body (see :func:`loop_source`)."""
+    body (see :func:`loop_source`).  ``exp`` of an array is ``exp_f32``, NumPy's float32 ``exp``
+    (:mod:`refopt.fast._expf`), in a loop that calls it at all (``loop_source(inline_exp=True)``)."""
     def ref(a, want):
         if a.op == "in":
             text = f"a_{a.name}"
@@ -82,6 +85,8 @@ def _expr(n, names) -> str:
         return f"-{ref(n.args[0], want)}"
     if n.op == "abs":
         return f"abs({ref(n.args[0], want)})"
+    if n.op == "exp" and n.kind == "array":
+        return f"exp_f32({ref(n.args[0], want)})"
     if n.op in ("sqrt", "exp"):
         return f"np.{n.op}({ref(n.args[0], want)})"
     if n.op == "sign":  # NumPy's sign: ±1, and x itself for ±0 and NaN
@@ -97,17 +102,19 @@ def _expr(n, names) -> str:
     raise AssertionError(n.op)  # pragma: no cover - every traced op is printed above
 
 
-def loop_source(prog, inplace=frozenset()):
+def loop_source(prog, inplace=frozenset(), inline_exp=False):
     """The module source of the compiled step and the schedule that runs it.
 
     Every loop body reads the inputs it needs into locals first and writes the outputs last,
     so an output may be its own input (``inplace``: the output names written into the input
     array of the same name, ``p`` and ``s_<slot>``, instead of into ``out_<name>``).
 
-    A program without ``exp`` is one parallel loop over the whole array (``loop0``).  A program
-    with ``exp`` is cut there into pieces (``loop0``, ``loop1``, ...) with NumPy's ``exp``
-    between them -- NumPy's SIMD ``exp`` is both faster than the scalar one a compiled loop calls
-    and the reference's own, so the result keeps the reference's bits.  Such a program runs
+    A program without ``exp`` is one parallel loop over the whole array (``loop0``), and so is
+    a program with ``exp`` when ``inline_exp``: the loop calls ``exp_f32``, NumPy's float32
+    ``exp`` written out for Numba (:mod:`refopt.fast._expf`; float32 arrays only, and only where
+    it equals ``np.exp`` in this process -- :func:`step` decides).  Otherwise a program with
+    ``exp`` is cut there into pieces (``loop0``, ``loop1``, ...) with NumPy's ``exp`` between
+    them -- the reference's own, so the result keeps the reference's bits.  Such a program runs
     *blocked*: every piece, then the next, on one block of elements at a time, so that the
     values crossing a cut live in block-sized temporaries that stay in cache (the schedule is
     run by :func:`step` on several threads).  An output is written by the piece that computes
@@ -126,7 +133,7 @@ def loop_source(prog, inplace=frozenset()):
             uses[id(a)] = uses.get(id(a), 0) + 1
 
     # pieces between the cuts; an exp's result belongs "between" piece k and k + 1
-    cuts = [n for n in nodes if n.op == "exp" and n.kind == "array"]
+    cuts = [] if inline_exp else [n for n in nodes if n.op == "exp" and n.kind == "array"]
     pieces: list[list] = [[]]
     for n in nodes:
         if n in cuts:
@@ -175,6 +182,10 @@ def loop_source(prog, inplace=frozenset()):
     blocked = bool(cuts)
     lines = ['"""A refopt update step compiled by Numba (generated by refopt.fast._numba; do not edit)."""',
              "import numba", "import numpy as np", ""]
+    if inline_exp and any(n.op == "exp" and n.kind == "array" for n in nodes):
+        from . import _expf
+
+        lines[-1:] = [f"from refopt.fast._expf import exp_f32  # refopt.fast._expf {_expf.SOURCE_TAG}", ""]
     schedule = []
     for k, piece in enumerate(pieces):
         loads, body, stores = [], [], []
@@ -276,6 +287,11 @@ def _module(source: str):
 #: transformer's training step went from 11 to 20 ms with its 21k-parameter update in parallel.
 PARALLEL_MIN = 1 << 18
 
+#: compile NumPy's float32 ``exp`` into the loop (:mod:`refopt.fast._expf`) where it equals
+#: ``np.exp`` in this process: one pass over memory instead of a program cut at ``exp``.  False
+#: keeps the cut for every dtype.  float64 is always cut: NumPy's float64 ``exp`` is SVML's or libm's.
+INLINE_EXP = True
+
 #: elements per block of a blocked program.  Its temporaries (0.5 MB each in float32) stay in
 #: cache between the pieces; on the 2-core CI machine 2^17 was the fastest of 2^13 ... 2^19
 #: for diffGrad at 10^7 (smaller blocks pay the Python between pieces, larger ones spill).
@@ -304,10 +320,11 @@ def step(rule, prog, ps, gs, slots, coefficients, *, threads: int | None, target
             else:
                 outs = {name: np.empty(p.shape, dtype=p.dtype) for name, _ in prog.outputs}
             inplace = frozenset(name for name, a in outs.items() if a is inputs[name])
-            printed = prog.__dict__.setdefault("numba_sources", {})  # printed once per program and in-place set
-            if inplace not in printed:
-                printed[inplace] = loop_source(prog, inplace)
-            source, schedule, temporaries, blocked = printed[inplace]
+            key = (inplace, _inline_exp(prog, p.dtype))
+            printed = prog.__dict__.setdefault("numba_sources", {})  # printed once per program and variant
+            if key not in printed:
+                printed[key] = loop_source(prog, *key)
+            source, schedule, temporaries, blocked = printed[key]
             module = _module(source)
             env = {name: np.ascontiguousarray(a).reshape(-1) for name, a in inputs.items()}
             env.update({"out_" + name: a.reshape(-1) for name, a in outs.items() if name not in inplace})
@@ -324,6 +341,15 @@ def step(rule, prog, ps, gs, slots, coefficients, *, threads: int | None, target
     finally:
         numba.set_num_threads(previous)
     return new_p, new_s
+
+
+def _inline_exp(prog, dtype) -> bool:
+    """Whether this program's loops call NumPy's float32 ``exp`` themselves (see ``INLINE_EXP``)."""
+    if not INLINE_EXP or dtype != np.float32 or not any(n.op == "exp" and n.kind == "array" for n in prog.nodes):
+        return False
+    from . import _expf
+
+    return _expf.matches_numpy()
 
 
 def _run_blocked(module, schedule, temporaries, env, n, dtype, threads, scratch):
