@@ -28,42 +28,46 @@ def flatten(tree: Any, name: str = "params") -> tuple[list[Any], Structure, list
     """
     leaves: list[Any] = []
     paths: list[str] = []
-
-    def walk(node: Any, path: str) -> Structure:
-        if isinstance(node, dict):
-            keys = tuple(node.keys())
-            return ("dict", keys, tuple(walk(node[k], f"{path}[{k!r}]") for k in keys))
-        if isinstance(node, (list, tuple)):
-            kind = "list" if isinstance(node, list) else "tuple"
-            return (kind, tuple(walk(child, f"{path}[{i}]") for i, child in enumerate(node)))
-        if _array.is_array(node):
-            leaves.append(node)
-            paths.append(path)
-            return ("leaf",)
-        raise TypeError(
-            f"{path} must be an array or a dict/list/tuple of arrays; got {type(node).__name__}"
-        )
-
-    structure = walk(tree, name)
+    structure = _walk(tree, name, leaves, paths)
     if not leaves:
         raise ValueError(f"{name} holds no arrays; an update rule needs at least one parameter array")
     return leaves, structure, paths
 
 
+# The recursions are module functions, not closures: a closure that calls itself is a reference
+# cycle (function -> cell -> function), and the leaves it captured -- a step's input arrays --
+# would then live until the garbage collector's next pass instead of until their last use.
+
+
+def _walk(node: Any, path: str, leaves: list[Any], paths: list[str]) -> Structure:
+    if isinstance(node, dict):
+        keys = tuple(node.keys())
+        return ("dict", keys, tuple(_walk(node[k], f"{path}[{k!r}]", leaves, paths) for k in keys))
+    if isinstance(node, (list, tuple)):
+        kind = "list" if isinstance(node, list) else "tuple"
+        return (kind, tuple(_walk(child, f"{path}[{i}]", leaves, paths) for i, child in enumerate(node)))
+    if _array.is_array(node):
+        leaves.append(node)
+        paths.append(path)
+        return ("leaf",)
+    raise TypeError(
+        f"{path} must be an array or a dict/list/tuple of arrays; got {type(node).__name__}"
+    )
+
+
 def unflatten(structure: Structure, leaves: list[Any]) -> Any:
     """Rebuild a tree of ``structure`` from ``leaves`` (in flatten's order)."""
-    it = iter(leaves)
+    return _build(structure, iter(leaves))
 
-    def build(node: Structure) -> Any:
-        kind = node[0]
-        if kind == "leaf":
-            return next(it)
-        if kind == "dict":
-            return {k: build(child) for k, child in zip(node[1], node[2])}
-        children = [build(child) for child in node[1]]
-        return children if kind == "list" else tuple(children)
 
-    return build(structure)
+def _build(node: Structure, it) -> Any:
+    kind = node[0]
+    if kind == "leaf":
+        return next(it)
+    if kind == "dict":
+        return {k: _build(child, it) for k, child in zip(node[1], node[2])}
+    children = [_build(child, it) for child in node[1]]
+    return children if kind == "list" else tuple(children)
 
 
 def tree_map(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
