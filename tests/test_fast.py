@@ -833,6 +833,100 @@ def test_numba_parallel_and_serial_loops_give_the_same_bits(monkeypatch, numba_l
         numba_loops.fetched.clear()
 
 
+# ---------------------------------------------------------------------------------------------------
+# recycled output memory (refopt.fast._numpy.recycled_empty) and prompt freeing of a step's inputs
+# ---------------------------------------------------------------------------------------------------
+
+
+def _address(a):
+    return a.__array_interface__["data"][0]
+
+
+def _on_recycled_memory(a, recycler):
+    while a is not None:
+        if isinstance(a, recycler._Lease):
+            return True
+        a = a.base
+    return False
+
+
+@pytest.fixture
+def recycler(monkeypatch):
+    """A fresh, empty recycler (the module's bookkeeping restored afterwards)."""
+    from refopt.fast import _numpy
+
+    for name, value in [("_FREE", {}), ("_FREE_BYTES", 0), ("_LEASED_BYTES", 0), ("_PEAK_BYTES", 0)]:
+        monkeypatch.setattr(_numpy, name, value)
+    return _numpy
+
+
+def test_recycled_memory_is_reused_only_once_every_view_is_gone(recycler):
+    n = 1 << 17  # 512 kB in float32: recycled
+    a, b, c = recycler.recycled_empty(n, np.float32, 3)
+    assert all(type(x) is np.ndarray and x.shape == (n,) and x.dtype == np.float32 for x in (a, b, c))
+    a[:] = 1.0
+    view = a.reshape(2, -1)[1]  # a view keeps its block in use
+    address_a, address_b = _address(a), _address(b)
+    del a, b, c  # b's and c's blocks are free, a's is not; at most half the peak (3 blocks) is kept: b's
+    assert recycler._FREE_BYTES == n * 4 and recycler._LEASED_BYTES == n * 4
+    d, e = recycler.recycled_empty(n, np.float32, 2)
+    assert address_b in (_address(d), _address(e))  # reused: no fresh mapping
+    assert not np.shares_memory(view, d) and not np.shares_memory(view, e)
+    assert (view == 1.0).all()  # untouched while in use
+    del view
+    assert address_a in [_address(x) for x in recycler._FREE[n * 4]]
+
+
+def test_recycler_keeps_at_most_one_loops_step_and_releases_on_request(recycler):
+    n = 1 << 17
+    held = recycler.recycled_empty(n, np.float32, 4)  # "step 1"
+    for _ in range(5):  # step t's outputs made while step t-1's are held, then those dropped
+        new = recycler.recycled_empty(n, np.float32, 4)
+        held = new
+        assert recycler._LEASED_BYTES == 4 * n * 4 and recycler._FREE_BYTES == 4 * n * 4
+    assert recycler._PEAK_BYTES == 8 * n * 4
+    extra = recycler.recycled_empty(n, np.float32, 8)  # in use: 12 blocks, peak 12, may keep 6
+    del held, new, extra
+    assert recycler._FREE_BYTES == 6 * n * 4 and recycler._LEASED_BYTES == 0
+    assert recycler.release_recycled() == 6 * n * 4 and recycler._FREE_BYTES == 0 and not recycler._FREE
+    small = recycler.recycled_empty(100, np.float64, 2)  # under RECYCLE_MIN_BYTES: plain arrays
+    assert all(x.flags.owndata for x in small) and recycler._LEASED_BYTES == 0
+
+
+def test_the_reference_step_recycles_its_outputs_and_frees_its_inputs_without_the_collector(recycler):
+    """The usual loop ``p, s = rule.step(p, g, s)``: the arrays of step t-1 are freed as soon as
+    they are rebound (no reference cycle holds them until the garbage collector runs), so their
+    memory carries step t+1's outputs; the result is the reference's either way."""
+    import gc
+    import weakref
+
+    from refopt.rules import _base
+
+    rule = ro.rules.diffgrad(lr=0.01)
+    rng = np.random.default_rng(3)
+    p = rng.standard_normal(3 * _base.SLICE + 5).astype(np.float32)
+    g = rng.standard_normal(p.size).astype(np.float32)
+    p_fresh, s_fresh = p, rule.init(p)
+    p_own, s_own = p, rule.init(p)
+    gc.disable()
+    try:
+        for t in range(4):
+            old = weakref.ref(p_own)
+            p_own, s_own = rule.step(p_own, g, s_own)
+            assert t == 0 or old() is None  # the previous step's output is gone at once
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(_base, "RECYCLE", False)
+                p_fresh, s_fresh = rule.step(p_fresh, g, s_fresh)
+            assert type(p_own) is np.ndarray and _on_recycled_memory(p_own, recycler)
+            assert not _on_recycled_memory(p_fresh, recycler)
+            assert np.array_equal(p_fresh, p_own) and all(np.array_equal(s_fresh.slots[k], s_own.slots[k])
+                                                          for k in s_own.slots)
+            assert recycler._LEASED_BYTES == 4 * p.nbytes  # p, m, v, g_prev of this step only
+    finally:
+        gc.enable()
+    assert recycler._FREE_BYTES == 4 * p.nbytes  # one step's outputs kept for the next
+
+
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
 def test_threads_work_in_a_forked_child_after_the_parent_used_them():
     """multiprocessing forks by default on Linux: a child must not hand work to the parent's threads

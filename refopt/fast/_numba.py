@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._numpy import _fresh_outputs
+
 __all__ = ["step", "loop_source"]
 
 _KERNELS: dict[str, object] = {}
@@ -318,7 +320,7 @@ def step(rule, prog, ps, gs, slots, coefficients, *, threads: int | None, target
             if targets is not None:
                 outs = {name: targets[i][name] for name, _ in prog.outputs}
             else:
-                outs = {name: np.empty(p.shape, dtype=p.dtype) for name, _ in prog.outputs}
+                outs = _fresh_outputs(prog, p)
             inplace = frozenset(name for name, a in outs.items() if a is inputs[name])
             key = (inplace, _inline_exp(prog, p.dtype))
             printed = prog.__dict__.setdefault("numba_sources", {})  # printed once per program and variant

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["step"]
+__all__ = ["step", "recycled_empty", "release_recycled"]
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_SIZE = 0
@@ -36,9 +37,116 @@ _POOL_LOCK = threading.Lock()
 
 def _forget_pool() -> None:
     """In a forked child (``multiprocessing``'s default on Linux): the parent's worker threads do not
-    exist there, and work handed to them would wait forever; the lock may have been held."""
-    global _POOL, _POOL_SIZE, _POOL_LOCK
+    exist there, and work handed to them would wait forever; the locks may have been held."""
+    global _POOL, _POOL_SIZE, _POOL_LOCK, _FREE_LOCK
     _POOL, _POOL_SIZE, _POOL_LOCK = None, 0, threading.Lock()
+    _FREE_LOCK = threading.RLock()
+
+
+# ---------------------------------------------------------------------------------------------------
+# recycled output memory
+# ---------------------------------------------------------------------------------------------------
+#
+# A fresh array of tens of megabytes is mapped anew by the C allocator and faulted in page by page
+# on its first write, and given back to the kernel when it is freed.  A step that returns new
+# arrays pays that for each output, every step; on a VM whose guest hands freed pages back to the
+# host (virtio-balloon free page reporting) each fault is a trip to the host, and the sliced
+# reference step of diffGrad at 10^7 parameters spent 0.45 s of kernel time per 0.3 s step on it.
+# So the outputs of such a step are cut from blocks that refopt keeps: when the arrays handed out
+# (and every view of them) are gone, their block is free for the next step's outputs, already
+# faulted in.  Kept free are at most half the most bytes ever in use at once: in a loop that
+# holds one step's arrays while it makes the next, exactly one step's outputs.  The rest goes back
+# to the allocator; release_recycled() drops them all.  Arrays under RECYCLE_MIN_BYTES are plain
+# np.empty: the C allocator reuses small blocks by itself.
+#
+# The sliced reference step's temporaries (256 kB each, a few megabytes per slice) are NumPy's own
+# and go through the C allocator, which gives freed memory above its trim threshold back to the
+# kernel -- and glibc's threshold follows the largest mmap-ed block freed so far (its "dynamic mmap
+# threshold", mallopt(3)), which a process whose only large arrays exceed 32 MB never raises: then
+# the temporaries of every slice were handed back and faulted in again (30,000 faults, 0.1 s of
+# kernel time per diffGrad step at 10^7).  _settle_allocator() frees one 8 MB block once, as any
+# NumPy program that freed such an array would have, which raises glibc's thresholds to 8 and 16 MB;
+# elsewhere it is an allocation and nothing more.
+
+#: arrays of at least this many bytes are recycled
+RECYCLE_MIN_BYTES = 1 << 18
+_SETTLED = False
+
+
+def _settle_allocator() -> None:
+    global _SETTLED
+    if not _SETTLED:
+        _SETTLED = True
+        block = np.empty(8 << 20, dtype=np.uint8)
+        del block
+
+
+class _Block(np.ndarray):
+    """Memory the recycler owns (an ndarray subclass that owns its data)."""
+
+
+class _Lease(np.ndarray):
+    """One use of a :class:`_Block`: the base of the array handed out.  Its own subclass stops
+    NumPy's collapsing of view chains there, so every view of the output keeps the lease
+    alive, and the lease dies only when the last of them does."""
+
+
+_FREE: dict[int, list] = {}  # nbytes -> free blocks
+_FREE_BYTES = 0  # in free blocks
+_LEASED_BYTES = 0  # in blocks whose arrays are alive
+_PEAK_BYTES = 0  # the most ever leased at once
+_FREE_LOCK = threading.RLock()  # an RLock: a lease may die (and give back) inside a locked section
+
+
+def _give_back(block) -> None:
+    global _FREE_BYTES, _LEASED_BYTES
+    with _FREE_LOCK:
+        _LEASED_BYTES -= block.nbytes
+        if _FREE_BYTES + block.nbytes <= _PEAK_BYTES // 2:
+            _FREE.setdefault(block.nbytes, []).append(block)
+            _FREE_BYTES += block.nbytes
+
+
+def recycled_empty(n: int, dtype, count: int) -> list[np.ndarray]:
+    """``count`` new 1-D arrays of ``n`` elements of ``dtype``, uninitialised like ``np.empty``,
+    each on a block that is reused once the array and all its views are gone (from
+    ``RECYCLE_MIN_BYTES`` on; smaller ones are ``np.empty``'s).
+
+    The arrays are ordinary ``numpy.ndarray`` objects (their ``base`` is the lease object, so they
+    do not own their data).  Thread-safe; after a fork the child starts with the blocks it
+    inherited.
+    """
+    global _FREE_BYTES, _LEASED_BYTES, _PEAK_BYTES
+    nbytes = n * np.dtype(dtype).itemsize
+    if nbytes < RECYCLE_MIN_BYTES:
+        return [np.empty((n,), dtype=dtype) for _ in range(count)]
+    _settle_allocator()
+    blocks = []
+    with _FREE_LOCK:
+        free = _FREE.get(nbytes, [])
+        while free and len(blocks) < count:
+            blocks.append(free.pop())
+            _FREE_BYTES -= nbytes
+        _LEASED_BYTES += nbytes * count
+        _PEAK_BYTES = max(_PEAK_BYTES, _LEASED_BYTES)
+    blocks += [_Block((nbytes,), np.uint8) for _ in range(count - len(blocks))]
+    out = []
+    for block in blocks:
+        lease = block.view(_Lease)
+        weakref.finalize(lease, _give_back, block).atexit = False
+        out.append(np.ndarray((n,), dtype, buffer=lease))
+    return out
+
+
+def release_recycled() -> int:
+    """Drop every free block (their memory goes back to the allocator); returns the bytes dropped.
+    Blocks in use are not touched and are kept again when they are freed."""
+    global _FREE_BYTES
+    with _FREE_LOCK:
+        dropped = _FREE_BYTES
+        _FREE.clear()
+        _FREE_BYTES = 0
+    return dropped
 
 
 if hasattr(os, "register_at_fork"):
@@ -227,6 +335,12 @@ class _Plan:
             outputs[name][lo:hi] = env[a]
 
 
+def _fresh_outputs(prog, p) -> dict:
+    """The output arrays of a step that has no ``out=``, shaped like ``p`` (recycled memory)."""
+    arrays = recycled_empty(p.size, p.dtype, len(prog.outputs))
+    return {name: a.reshape(p.shape) for (name, _), a in zip(prog.outputs, arrays)}
+
+
 def step(rule, prog, ps, gs, slots, c_per_leaf, *, block: int, threads: int, targets=None):
     """New parameters and slots (lists over leaves), the traced program evaluated on blocks.
 
@@ -241,7 +355,7 @@ def step(rule, prog, ps, gs, slots, c_per_leaf, *, block: int, threads: int, tar
         if targets is not None:
             outs = targets[i]
         else:
-            outs = {name: np.empty(p.shape, dtype=p.dtype) for name, _ in prog.outputs}
+            outs = _fresh_outputs(prog, p)
         new_p.append(outs["p"])
         new_s.append({k: outs["s_" + k] for k in names})
         inputs = {"p": p, "g": g, **{"s_" + k: s[k] for k in names}}

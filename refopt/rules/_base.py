@@ -42,6 +42,10 @@ __all__ = ["Hyper", "Real", "Pair", "Choice", "Flag", "Int", "State", "Rule", "M
 SLICE: int | None = 1 << 16
 #: threads that share the slices (None: the usable cores, at most 16)
 SLICE_THREADS: int | None = None
+#: the sliced step writes its outputs into memory that earlier outputs no longer use
+#: (:func:`refopt.fast._numpy.recycled_empty`) instead of freshly mapped arrays, whose page
+#: faults cost more than the arithmetic on a VM; False: fresh ``empty`` arrays
+RECYCLE = True
 
 
 # ---------------------------------------------------------------------------------------
@@ -566,9 +570,14 @@ class Rule:
         every term, so that the step's time swung with the allocator's state.  The slices are
         shared among ``SLICE_THREADS`` threads; which thread computes a slice changes no bit.
         """
+        from ..fast._numpy import default_threads, recycled_empty, run_in_shares
+
         n = math.prod(p.shape)
         flat = [xp.reshape(a, (n,)) for a in (p, g, *s.values())]
-        out = [xp.empty((n,), dtype=p.dtype) for _ in range(1 + len(s))]
+        if RECYCLE:
+            out = recycled_empty(n, p.dtype, 1 + len(s))
+        else:
+            out = [xp.empty((n,), dtype=p.dtype) for _ in range(1 + len(s))]
 
         def run(start, stop):
             for lo in range(start, stop, SLICE):
@@ -580,8 +589,6 @@ class Rule:
 
         # contiguous shares of the slices on the usable cores (the array library releases the GIL
         # inside each operation; the slices write disjoint parts of the outputs)
-        from ..fast._numpy import default_threads, run_in_shares
-
         run_in_shares(run, n, SLICE, default_threads() if SLICE_THREADS is None else SLICE_THREADS)
         shaped = [xp.reshape(a, tuple(p.shape)) for a in out]
         return shaped[0], dict(zip(s, shaped[1:])), {}
