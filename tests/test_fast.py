@@ -915,7 +915,7 @@ def test_the_reference_step_recycles_its_outputs_and_frees_its_inputs_without_th
             p_own, s_own = rule.step(p_own, g, s_own)
             assert t == 0 or old() is None  # the previous step's output is gone at once
             with pytest.MonkeyPatch.context() as mp:
-                mp.setattr(_base, "RECYCLE", False)
+                mp.setattr(recycler, "RECYCLE", False)
                 p_fresh, s_fresh = rule.step(p_fresh, g, s_fresh)
             assert type(p_own) is np.ndarray and _on_recycled_memory(p_own, recycler)
             assert not _on_recycled_memory(p_fresh, recycler)

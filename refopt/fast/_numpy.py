@@ -68,6 +68,8 @@ def _forget_pool() -> None:
 # NumPy program that freed such an array would have, which raises glibc's thresholds to 8 and 16 MB;
 # elsewhere it is an allocation and nothing more.
 
+#: False: every new output is a fresh ``np.empty`` array (and the allocator is left as it is)
+RECYCLE = True
 #: arrays of at least this many bytes are recycled
 RECYCLE_MIN_BYTES = 1 << 18
 _SETTLED = False
@@ -110,7 +112,7 @@ def _give_back(block) -> None:
 def recycled_empty(n: int, dtype, count: int) -> list[np.ndarray]:
     """``count`` new 1-D arrays of ``n`` elements of ``dtype``, uninitialised like ``np.empty``,
     each on a block that is reused once the array and all its views are gone (from
-    ``RECYCLE_MIN_BYTES`` on; smaller ones are ``np.empty``'s).
+    ``RECYCLE_MIN_BYTES`` on, while ``RECYCLE``; otherwise they are ``np.empty``'s).
 
     The arrays are ordinary ``numpy.ndarray`` objects (their ``base`` is the lease object, so they
     do not own their data).  Thread-safe; after a fork the child starts with the blocks it
@@ -118,7 +120,7 @@ def recycled_empty(n: int, dtype, count: int) -> list[np.ndarray]:
     """
     global _FREE_BYTES, _LEASED_BYTES, _PEAK_BYTES
     nbytes = n * np.dtype(dtype).itemsize
-    if nbytes < RECYCLE_MIN_BYTES:
+    if not RECYCLE or nbytes < RECYCLE_MIN_BYTES:
         return [np.empty((n,), dtype=dtype) for _ in range(count)]
     _settle_allocator()
     blocks = []

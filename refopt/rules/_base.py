@@ -42,10 +42,6 @@ __all__ = ["Hyper", "Real", "Pair", "Choice", "Flag", "Int", "State", "Rule", "M
 SLICE: int | None = 1 << 16
 #: threads that share the slices (None: the usable cores, at most 16)
 SLICE_THREADS: int | None = None
-#: the sliced step writes its outputs into memory that earlier outputs no longer use
-#: (:func:`refopt.fast._numpy.recycled_empty`) instead of freshly mapped arrays, whose page
-#: faults cost more than the arithmetic on a VM; False: fresh ``empty`` arrays
-RECYCLE = True
 
 
 # ---------------------------------------------------------------------------------------
@@ -559,7 +555,7 @@ class Rule:
         return known
 
     def _leaf_in_slices(self, xp, p, g, s, c):
-        """``_leaf`` on consecutive slices of ``SLICE`` elements, written into fresh outputs.
+        """``_leaf`` on consecutive slices of ``SLICE`` elements, written into new outputs.
 
         Only for elementwise rules (:meth:`_elementwise`) with scalar coefficients: each output
         element is computed from the same element of the inputs by the same operations as on
@@ -567,17 +563,16 @@ class Rule:
         temporaries of a slice (one per term of the box) stay in the cache and are recycled by
         the allocator, instead of each being a fresh array as large as the parameter -- 40 MB
         for 10^7 float32 parameters, which the allocator maps and the kernel zeroes anew at
-        every term, so that the step's time swung with the allocator's state.  The slices are
-        shared among ``SLICE_THREADS`` threads; which thread computes a slice changes no bit.
+        every term, so that the step's time swung with the allocator's state.  The outputs are
+        cut from memory that earlier outputs no longer use (:func:`refopt.fast._numpy.recycled_empty`),
+        which saves faulting in fresh pages.  The slices are shared among ``SLICE_THREADS``
+        threads; which thread computes a slice changes no bit.
         """
         from ..fast._numpy import default_threads, recycled_empty, run_in_shares
 
         n = math.prod(p.shape)
         flat = [xp.reshape(a, (n,)) for a in (p, g, *s.values())]
-        if RECYCLE:
-            out = recycled_empty(n, p.dtype, 1 + len(s))
-        else:
-            out = [xp.empty((n,), dtype=p.dtype) for _ in range(1 + len(s))]
+        out = recycled_empty(n, p.dtype, 1 + len(s))  # memory earlier outputs no longer use
 
         def run(start, stop):
             for lo in range(start, stop, SLICE):
