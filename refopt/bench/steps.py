@@ -4,9 +4,10 @@ For each rule (SGD with momentum 0.9, Adam, AdaBelief, diffGrad) and size, one f
 parameter array and its gradient are stepped by
 
 * ``reference``: ``rule.step`` (one array-API operation per term of the box);
-* ``fast numpy``: ``refopt.fast.fused(rule).step`` (NumPy on cache-sized blocks) into fresh
-  arrays; ``fast numba``: the compiled loops (``engine="numba"``, when Numba is installed; the
-  compilation happens in the untimed warm-up call); ``fast cuda``: the CuPy kernel;
+* ``fast numpy``: ``refopt.fast.fused(rule).step`` (NumPy on cache-sized blocks) into new
+  arrays (on the CPU, memory of the outputs dropped before: ``refopt.fast._numpy.recycled_empty``,
+  as the reference's); ``fast numba``: the compiled loops (``engine="numba"``, when Numba is
+  installed; the compilation happens in the untimed warm-up call); ``fast cuda``: the CuPy kernel;
 * ``..., out=``: the same writing into the buffers of two steps before (no allocation, but
   every output is a separate stream the CPU must first read for ownership);
 * ``..., in place``: ``out=(params, state)`` -- every array read once and written back where
