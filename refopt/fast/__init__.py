@@ -215,10 +215,12 @@ def fused(rule: Rule, *, engine: str = "numpy", fma: bool = False, block: int = 
 
 
 #: parameters (elements over all arrays) from which a loop that refopt owns takes the fast path
-#: by default.  Below it the step's fixed cost dominates and the paths take about the same time
-#: (measured on the 2-core CI machine, float64 Adam: 10^4 elements 0.21 ms either way, 10^5
-#: 1.7 ms reference against 0.3 ms compiled and 0.8 ms NumPy engine).
-AUTO_MIN_ELEMENTS = 1 << 15
+#: by default.  Below it the NumPy engine's fixed cost (checks, thread hand-off, in-place copies)
+#: outweighs what it saves over the reference, which steps large arrays in slices on recycled
+#: memory.  Measured on the 2-core CI machine, float32, NumPy engine in place against
+#: ``rule.step``, ratio of the medians: 2^15 elements 0.67x (Adam) and 0.71x (diffGrad), 2^16
+#: 0.84-1.95x (noisy), 2^17 1.10x and 1.21x, 2^20 1.34x and 1.35x.
+AUTO_MIN_ELEMENTS = 1 << 17
 
 
 def for_loop(rule: Any, params: Any, fast: bool | str | None = None, *, what: str = "fast") -> FusedRule | None:
