@@ -609,6 +609,29 @@ def test_a_step_in_place_equals_the_reference_bit_for_bit(name, kw, engine, dtyp
         assert _same(g, frozen)  # the gradient is only read
 
 
+def test_numpy_engine_reuses_its_block_buffers_from_step_to_step():
+    """Scratch and in-place copy buffers are the thread's own, kept between steps (a fresh set of
+    2^16-element buffers every step was faulted in anew), sized to the largest block in use."""
+    from refopt.fast import _numpy
+
+    rule = ro.rules.adabelief(lr=0.1)
+    fused = fast.fused(rule, threads=1)
+    p = np.linspace(-1.0, 1.0, 5000, dtype=np.float32)
+    state = fused.init(p)
+    want_p, want_s = p, state
+    p, state = p.copy(), _copy_state(state)
+    seen = []
+    for _ in range(3):
+        g = np.cos(p * 3.0)
+        want_p, want_s = rule.step(want_p, g, want_s)
+        p, state = fused.step(p, g, state, out=(p, state))
+        buffers = _numpy._SCRATCH.buffers[(np.dtype(np.float32), 5000)]
+        seen.append([id(b) for b in buffers["buf"] + list(buffers["in"].values())])
+        assert np.array_equal(want_p, p) and all(np.array_equal(want_s.slots[k], state.slots[k]) for k in state.slots)
+    assert seen[0] == seen[1] == seen[2] and len(seen[0]) > 3  # the same arrays every step
+    assert all(b.size == 5000 for b in buffers["buf"])  # one block of 5000, not 2^16
+
+
 def test_in_place_is_refused_where_an_output_would_overwrite_another_input():
     rule = ro.rules.adam(lr=0.1)
     fused = fast.fused(rule)
