@@ -950,6 +950,31 @@ def test_the_reference_step_recycles_its_outputs_and_frees_its_inputs_without_th
     assert recycler._FREE_BYTES == 4 * p.nbytes  # one step's outputs kept for the next
 
 
+def test_steps_on_several_threads_share_the_recycled_memory_safely():
+    """Four threads stepping at once, each freeing its outputs for the others' next step: every
+    result is the one the thread gets alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from refopt.rules import _base
+
+    n = 2 * _base.SLICE + 3
+
+    def loop(seed):
+        rule = ro.rules.diffgrad(lr=0.01) if seed % 2 else ro.rules.adam(lr=0.01)
+        rng = np.random.default_rng(seed)
+        p = rng.standard_normal(n).astype(np.float32)
+        state = rule.init(p)
+        for _ in range(6):
+            p, state = rule.step(p, rng.standard_normal(n).astype(np.float32), state)
+        return np.array(p, copy=True), {k: np.array(v, copy=True) for k, v in state.slots.items()}
+
+    alone = [loop(seed) for seed in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(loop, range(4)))
+    for (p1, s1), (p2, s2) in zip(alone, together):
+        assert np.array_equal(p1, p2) and all(np.array_equal(s1[k], s2[k]) for k in s1)
+
+
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
 def test_threads_work_in_a_forked_child_after_the_parent_used_them():
     """multiprocessing forks by default on Linux: a child must not hand work to the parent's threads
