@@ -9,12 +9,12 @@ memory and the Python between the pieces.  This module writes down the algorithm
 
 The algorithm.  NumPy builds for x86-64 with AVX2+FMA3 or AVX512F (``X86_V3``/``X86_V4`` in
 NumPy 2.4's dispatch names) compute float32 ``exp`` with ``simd_exp_FLOAT`` in
-``numpy/_core/src/umath/loops_exponent_log.dispatch.c.src`` (numpy/numpy, unchanged in
-substance from 1.18 to 2.4), for every stride and for in-place calls.  Per element, with every
+``numpy/_core/src/umath/loops_exponent_log.dispatch.c.src`` (numpy/numpy; checked here against
+NumPy 2.4.6), for every stride and for in-place calls.  Per element, with every
 operation in float32 and every ``fma`` a fused multiply-add (one rounding):
 
     NaN -> NaN (0x7fc00000);  x >= 88.72283935546875 -> +inf;  x <= -103.97208404541015625 -> 0
-    k = (x * log2(e) + 0x1.8p23) - 0x1.8p23        round to nearest, the "magic number" way
+    k = x * log2(e);  k = (k + 0x1.8p23) - 0x1.8p23     three roundings (no fma): nearest integer
     r = fma(k, -ln2_hi, x);  r = fma(k, -ln2_lo, r)                Cody & Waite's reduction
     P = p0 + r(p1 + r(p2 + r(p3 + r(p4 + r p5))))    by fma, innermost first
     Q = q0 + r(q1 + r q2)                            by fma

@@ -18,7 +18,8 @@ traffic of Adam's step).
 Rounding.  ``fastmath=False`` keeps IEEE semantics: LLVM does not contract ``a*b + c`` into a
 fused multiply-add, division and square root are correctly rounded, and every coefficient is
 rounded to the array's dtype exactly where the reference rounds it (a weak scalar meeting an
-array); ``exp`` is NumPy's, called or compiled in.  So the result is the reference's, bit for bit, for every rule.
+array); ``exp`` is NumPy's, called or compiled in.  So the result is the reference's, bit for
+bit, for every rule.
 ``error_model="numpy"`` makes a division by zero give inf or nan, as NumPy's does (Numba's
 default raises, and the test for it kept the loops from vectorizing).
 
