@@ -879,7 +879,7 @@ def recycler(monkeypatch):
     """A fresh, empty recycler (the module's bookkeeping restored afterwards)."""
     from refopt.fast import _numpy
 
-    for name, value in [("_FREE", {}), ("_FREE_BYTES", 0), ("_LEASED_BYTES", 0), ("_PEAK_BYTES", 0)]:
+    for name, value in [("_FREE", {}), ("_LEASED_BYTES", 0), ("_PEAK_BYTES", 0)]:
         monkeypatch.setattr(_numpy, name, value)
     return _numpy
 
@@ -892,7 +892,7 @@ def test_recycled_memory_is_reused_only_once_every_view_is_gone(recycler):
     view = a.reshape(2, -1)[1]  # a view keeps its block in use
     address_a, address_b = _address(a), _address(b)
     del a, b, c  # b's and c's blocks are free, a's is not; at most half the peak (3 blocks) is kept: b's
-    assert recycler._FREE_BYTES == n * 4 and recycler._LEASED_BYTES == n * 4
+    assert recycler.free_bytes() == n * 4 and recycler._LEASED_BYTES == n * 4
     d, e = recycler.recycled_empty(n, np.float32, 2)
     assert address_b in (_address(d), _address(e))  # reused: no fresh mapping
     assert not np.shares_memory(view, d) and not np.shares_memory(view, e)
@@ -907,14 +907,17 @@ def test_recycler_keeps_at_most_one_loops_step_and_releases_on_request(recycler)
     for _ in range(5):  # step t's outputs made while step t-1's are held, then those dropped
         new = recycler.recycled_empty(n, np.float32, 4)
         held = new
-        assert recycler._LEASED_BYTES == 4 * n * 4 and recycler._FREE_BYTES == 4 * n * 4
+        assert recycler._LEASED_BYTES == 4 * n * 4 and recycler.free_bytes() == 4 * n * 4
     assert recycler._PEAK_BYTES == 8 * n * 4
     extra = recycler.recycled_empty(n, np.float32, 8)  # in use: 12 blocks, peak 12, may keep 6
     del held, new, extra
-    assert recycler._FREE_BYTES == 6 * n * 4 and recycler._LEASED_BYTES == 0
-    assert recycler.release_recycled() == 6 * n * 4 and recycler._FREE_BYTES == 0 and not recycler._FREE
+    assert recycler.free_bytes() == 6 * n * 4 and recycler._LEASED_BYTES == 0
+    assert recycler.release_recycled() == 6 * n * 4 and recycler.free_bytes() == 0 and not recycler._FREE
     small = recycler.recycled_empty(100, np.float64, 2)  # under RECYCLE_MIN_BYTES: plain arrays
     assert all(x.flags.owndata for x in small) and recycler._LEASED_BYTES == 0
+    (short,) = recycler.recycled_empty(recycler.RECYCLE_MIN_BYTES // 4 - 1, np.float32, 1)  # 4 bytes short
+    (at,) = recycler.recycled_empty(recycler.RECYCLE_MIN_BYTES // 4, np.float32, 1)
+    assert short.flags.owndata and not _on_recycled_memory(short, recycler) and _on_recycled_memory(at, recycler)
 
 
 def test_the_reference_step_recycles_its_outputs_and_frees_its_inputs_without_the_collector(recycler):
@@ -948,7 +951,7 @@ def test_the_reference_step_recycles_its_outputs_and_frees_its_inputs_without_th
             assert recycler._LEASED_BYTES == 4 * p.nbytes  # p, m, v, g_prev of this step only
     finally:
         gc.enable()
-    assert recycler._FREE_BYTES == 4 * p.nbytes  # one step's outputs kept for the next
+    assert recycler.free_bytes() == 4 * p.nbytes  # one step's outputs kept for the next
 
 
 def test_steps_on_several_threads_share_the_recycled_memory_safely():

@@ -56,6 +56,8 @@ from numba.extending import intrinsic
 
 __all__ = ["exp_f32", "exp_array", "agrees_with", "matches_numpy", "SOURCE_TAG"]
 
+# Every constant is an np.float32, so that Numba types each operation below as float32 (a Python
+# float would promote it to float64 and change the bits); the arithmetic is NumPy's, in float32.
 _F = np.float32
 LOG2E = _F(1.442695040888963407359924681001892137)  # NPY_LOG2Ef
 RINT_MAGIC = _F(12582912.0)  # NPY_RINT_CVT_MAGICf = 0x1.8p23

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["step", "recycled_empty", "release_recycled"]
+__all__ = ["step", "recycled_empty", "release_recycled", "free_bytes"]
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_SIZE = 0
@@ -94,19 +94,23 @@ class _Lease(np.ndarray):
 
 
 _FREE: dict[int, list] = {}  # nbytes -> free blocks
-_FREE_BYTES = 0  # in free blocks
 _LEASED_BYTES = 0  # in blocks whose arrays are alive
 _PEAK_BYTES = 0  # the most ever leased at once
 _FREE_LOCK = threading.RLock()  # an RLock: a lease may die (and give back) inside a locked section
 
 
+def free_bytes() -> int:
+    """Bytes in free blocks, kept for the next outputs."""
+    with _FREE_LOCK:
+        return sum(nbytes * len(blocks) for nbytes, blocks in _FREE.items())
+
+
 def _give_back(block) -> None:
-    global _FREE_BYTES, _LEASED_BYTES
+    global _LEASED_BYTES
     with _FREE_LOCK:
         _LEASED_BYTES -= block.nbytes
-        if _FREE_BYTES + block.nbytes <= _PEAK_BYTES // 2:
+        if free_bytes() + block.nbytes <= _PEAK_BYTES // 2:
             _FREE.setdefault(block.nbytes, []).append(block)
-            _FREE_BYTES += block.nbytes
 
 
 def recycled_empty(n: int, dtype, count: int) -> list[np.ndarray]:
@@ -118,7 +122,7 @@ def recycled_empty(n: int, dtype, count: int) -> list[np.ndarray]:
     do not own their data).  Thread-safe; after a fork the child starts with the blocks it
     inherited.
     """
-    global _FREE_BYTES, _LEASED_BYTES, _PEAK_BYTES
+    global _LEASED_BYTES, _PEAK_BYTES
     nbytes = n * np.dtype(dtype).itemsize
     if not RECYCLE or nbytes < RECYCLE_MIN_BYTES:
         return [np.empty((n,), dtype=dtype) for _ in range(count)]
@@ -128,7 +132,6 @@ def recycled_empty(n: int, dtype, count: int) -> list[np.ndarray]:
         free = _FREE.get(nbytes, [])
         while free and len(blocks) < count:
             blocks.append(free.pop())
-            _FREE_BYTES -= nbytes
         _LEASED_BYTES += nbytes * count
         _PEAK_BYTES = max(_PEAK_BYTES, _LEASED_BYTES)
     blocks += [_Block((nbytes,), np.uint8) for _ in range(count - len(blocks))]
@@ -143,11 +146,9 @@ def recycled_empty(n: int, dtype, count: int) -> list[np.ndarray]:
 def release_recycled() -> int:
     """Drop every free block (their memory goes back to the allocator); returns the bytes dropped.
     Blocks in use are not touched and are kept again when they are freed."""
-    global _FREE_BYTES
     with _FREE_LOCK:
-        dropped = _FREE_BYTES
+        dropped = free_bytes()
         _FREE.clear()
-        _FREE_BYTES = 0
     return dropped
 
 
